@@ -1,0 +1,21 @@
+# Third-party packages, all from Debian 12 (see scripts/setup).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 REQUIRED COMPONENTS system)
+find_package(OpenSSL REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt REQUIRED)
+find_package(rabbitmq-c REQUIRED)
+pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+if(TXP_BUILD_TESTS)
+  find_package(Catch2 REQUIRED)
+  include(Catch)
+endif()
+
+# RapidJSON ships no CMake target on Debian: wrap its headers.
+find_path(RAPIDJSON_INCLUDE_DIR rapidjson/document.h REQUIRED)
+add_library(txp_rapidjson INTERFACE)
+target_include_directories(txp_rapidjson SYSTEM INTERFACE ${RAPIDJSON_INCLUDE_DIR})
+target_compile_definitions(txp_rapidjson INTERFACE RAPIDJSON_HAS_STDSTRING=1)
+add_library(txp::rapidjson ALIAS txp_rapidjson)

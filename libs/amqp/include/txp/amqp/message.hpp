@@ -1,0 +1,72 @@
+// Where a broker is and what a message looks like on the wire, free of rabbitmq-c types so
+// that services can include it without pulling in the C client.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace txp::amqp {
+
+struct endpoint {
+    std::string host = "127.0.0.1";
+    int port = 5672;
+    std::string user = "guest";
+    std::string password = "guest";
+    std::string vhost = "/";
+
+    // amqp://user:pass@host:port/vhost; user, password and vhost are percent-decoded
+    // (%2f is "/"), a missing or empty vhost is "/", a missing port is 5672. Throws
+    // std::invalid_argument with a message that never contains the password.
+    static endpoint parse(std::string_view url);
+
+    // host:port/vhost, safe to log.
+    std::string describe() const;
+};
+
+struct connection_options {
+    endpoint ep;
+    std::chrono::seconds heartbeat{10};
+    std::string connection_name;  // client property connection_name, shown in the console
+    std::chrono::milliseconds backoff_initial{100};
+    std::chrono::milliseconds backoff_max{10000};
+};
+
+using header_value = std::variant<std::string, std::int64_t, bool>;
+using header_table = std::map<std::string, header_value>;
+
+struct properties {
+    std::string message_id;
+    std::string correlation_id;
+    std::string type;
+    std::string content_type = "application/json";
+    std::string app_id;
+    std::int64_t timestamp = 0;  // seconds since the epoch, 0 = not set
+    header_table headers;
+    bool persistent = true;
+};
+
+struct outgoing {
+    std::string exchange;
+    std::string routing_key;
+    std::string body;
+    properties props;
+};
+
+struct delivery {
+    std::string body;
+    properties props;
+    std::string exchange;
+    std::string routing_key;
+    std::string queue;
+    bool redelivered = false;
+    std::uint64_t delivery_tag = 0;
+    // The consumer connection this came through: acks for an older generation are no-ops,
+    // because the broker has already requeued the message when that connection died.
+    std::uint64_t generation = 0;
+};
+
+}  // namespace txp::amqp

@@ -1,0 +1,283 @@
+// Confirmed, mandatory, persistent publishing with many messages in flight, surviving a
+// lost connection by publishing again whatever was not confirmed yet (at-least-once).
+#include "txp/amqp/publisher.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
+
+#include "txp/common/log.hpp"
+#include "wire.hpp"
+
+namespace txp::amqp {
+
+const char* to_string(publish_status s) {
+    switch (s) {
+        case publish_status::confirmed: return "confirmed";
+        case publish_status::returned: return "returned";
+        case publish_status::nacked: return "nacked";
+        case publish_status::failed: return "failed";
+    }
+    return "unknown";
+}
+
+namespace {
+
+// Most messages awaiting a confirm at once: enough to hide the broker's fsync latency,
+// small enough that a reconnect does not re-publish an avalanche.
+constexpr std::size_t max_in_flight = 1000;
+// Look for confirms every this many publishes, so that they never pile up unread.
+constexpr std::size_t drain_every = 64;
+
+}  // namespace
+
+struct publisher::impl {
+    connection_options opts;
+    topology topo;
+    std::unique_ptr<detail::connection> conn;
+    detail::backoff retry;
+    detail::clock::time_point next_attempt{};
+    std::string last_error;
+    // Confirm sequence number of the next publish on this channel. It runs on across
+    // batches, so a late confirm from a batch that timed out never matches a newer message.
+    std::uint64_t next_seq = 1;
+
+    impl(connection_options o, topology t)
+        : opts(std::move(o)), topo(std::move(t)), retry(opts.backoff_initial, opts.backoff_max) {}
+
+    // One batch in progress.
+    struct batch {
+        std::span<const outgoing> msgs;
+        std::vector<publish_result> results;
+        std::vector<char> done;
+        std::size_t remaining = 0;
+        std::deque<std::size_t> to_send;
+        std::map<std::uint64_t, std::size_t> in_flight;  // confirm sequence number -> index
+
+        void finish(std::size_t i, publish_status s, std::string detail = {}) {
+            if (done[i]) return;
+            done[i] = 1;
+            results[i] = {s, std::move(detail)};
+            --remaining;
+        }
+    };
+
+    bool connect_before(detail::clock::time_point deadline) {
+        while (!conn) {
+            if (detail::clock::now() < next_attempt && !detail::sleep_until_before(next_attempt, deadline)) {
+                return false;
+            }
+            if (detail::clock::now() >= deadline) return false;
+            try {
+                auto c = std::make_unique<detail::connection>(opts);
+                c->declare(topo);
+                amqp_confirm_select(c->state(), c->channel());
+                c->check_last_rpc("confirm.select");
+                conn = std::move(c);
+                retry.reset();
+                log::info("amqp publisher connected",
+                          {{"endpoint", opts.ep.describe()}, {"connection_name", opts.connection_name}});
+            } catch (const detail::broker_error& e) {
+                last_error = e.what();
+                auto delay = retry.next_delay();
+                next_attempt = detail::clock::now() + delay;
+                log::warn("amqp publisher cannot connect, retrying",
+                          {{"endpoint", opts.ep.describe()},
+                           {"error", e.what()},
+                           {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
+            }
+        }
+        return true;
+    }
+
+    void drop_connection(batch& b, const detail::broker_error& e) {
+        last_error = e.what();
+        log::warn("amqp publisher lost its channel",
+                  {{"endpoint", opts.ep.describe()},
+                   {"error", e.what()},
+                   {"unconfirmed", static_cast<std::uint64_t>(b.in_flight.size())}});
+        if (conn) conn->mark_broken();
+        conn.reset();
+        next_attempt = detail::clock::now();  // the first reconnect is immediate
+        // Whatever was not confirmed goes out again, in its original order.
+        std::vector<std::size_t> again;
+        for (const auto& [seq, i] : b.in_flight) {
+            if (!b.done[i]) again.push_back(i);
+        }
+        b.in_flight.clear();
+        b.to_send.insert(b.to_send.begin(), again.begin(), again.end());
+    }
+
+    // A channel closed with "no exchange 'X'" will close again on every retry: fail the
+    // messages for X now instead of spinning until the timeout.
+    void fail_missing_exchange(batch& b, const detail::broker_error& e) {
+        if (e.reply_code() != AMQP_NOT_FOUND) return;
+        std::string text = e.what();
+        auto start = text.find("no exchange '");
+        if (start == std::string::npos) return;
+        start += 13;
+        auto end = text.find('\'', start);
+        if (end == std::string::npos) return;
+        std::string exchange = text.substr(start, end - start);
+        for (const auto& [seq, i] : b.in_flight) {
+            if (b.msgs[i].exchange == exchange) b.finish(i, publish_status::failed, text);
+        }
+        for (std::size_t i : b.to_send) {
+            if (b.msgs[i].exchange == exchange) b.finish(i, publish_status::failed, text);
+        }
+    }
+
+    void settle(batch& b, std::uint64_t tag, bool multiple, publish_status s) {
+        if (multiple) {
+            auto end = b.in_flight.upper_bound(tag);
+            for (auto it = b.in_flight.begin(); it != end; ++it) b.finish(it->second, s);
+            b.in_flight.erase(b.in_flight.begin(), end);
+        } else if (auto it = b.in_flight.find(tag); it != b.in_flight.end()) {
+            b.finish(it->second, s);
+            b.in_flight.erase(it);
+        }
+    }
+
+    // basic.return carries no sequence number; it always comes before the confirm of its
+    // message, so it belongs to an unconfirmed message with the same address and content.
+    void on_return(batch& b, const amqp_basic_return_t& ret) {
+        std::string exchange = detail::to_string(ret.exchange);
+        std::string routing_key = detail::to_string(ret.routing_key);
+        std::string detail = "unroutable: " + std::to_string(ret.reply_code) + " " + detail::to_string(ret.reply_text) +
+                             " (exchange '" + exchange + "', routing key '" + routing_key + "')";
+        amqp_message_t message;
+        amqp_rpc_reply_t r = amqp_read_message(conn->state(), conn->channel(), &message, 0);
+        conn->check(r, "reading a returned message");
+        std::string message_id;
+        if (message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+            message_id = detail::to_string(message.properties.message_id);
+        }
+        std::string body = detail::to_string(message.body);
+        amqp_destroy_message(&message);
+        for (const auto& [seq, i] : b.in_flight) {
+            const outgoing& m = b.msgs[i];
+            if (!b.done[i] && m.exchange == exchange && m.routing_key == routing_key &&
+                m.props.message_id == message_id && m.body == body) {
+                b.finish(i, publish_status::returned, detail);
+                return;
+            }
+        }
+        log::warn("amqp publisher got a return it cannot match", {{"exchange", exchange}, {"routing_key", routing_key}});
+    }
+
+    // Reads one frame if one comes within `wait`; false on timeout.
+    bool read_frame(batch& b, std::chrono::milliseconds wait) {
+        amqp_frame_t frame;
+        struct timeval tv = detail::to_timeval(wait);
+        int rc = amqp_simple_wait_frame_noblock(conn->state(), &frame, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT) return false;
+        conn->check_status(rc, "waiting for confirms");
+        if (frame.frame_type != AMQP_FRAME_METHOD) return true;
+        switch (frame.payload.method.id) {
+            case AMQP_BASIC_ACK_METHOD: {
+                const auto* m = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
+                settle(b, m->delivery_tag, m->multiple != 0, publish_status::confirmed);
+                break;
+            }
+            case AMQP_BASIC_NACK_METHOD: {
+                const auto* m = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
+                settle(b, m->delivery_tag, m->multiple != 0, publish_status::nacked);
+                break;
+            }
+            case AMQP_BASIC_RETURN_METHOD: {
+                amqp_basic_return_t ret = *static_cast<const amqp_basic_return_t*>(frame.payload.method.decoded);
+                on_return(b, ret);
+                break;
+            }
+            case AMQP_CHANNEL_CLOSE_METHOD:
+            case AMQP_CONNECTION_CLOSE_METHOD:
+                conn->on_close_frame(frame);
+            default:
+                break;
+        }
+        return true;
+    }
+
+    void drain(batch& b) {
+        while (read_frame(b, std::chrono::milliseconds(0))) {
+        }
+        amqp_maybe_release_buffers(conn->state());
+    }
+
+    void send_one(batch& b, std::size_t i) {
+        const outgoing& m = b.msgs[i];
+        detail::encoded_properties props(m.props);
+        int rc = amqp_basic_publish(conn->state(), conn->channel(), detail::bytes_of(m.exchange),
+                                    detail::bytes_of(m.routing_key), /*mandatory=*/1, /*immediate=*/0, props.get(),
+                                    detail::bytes_of(m.body));
+        conn->check_status(rc, "basic.publish");
+        b.in_flight.emplace(next_seq++, i);
+    }
+
+    std::vector<publish_result> run(std::span<const outgoing> msgs, std::chrono::milliseconds timeout) {
+        const auto deadline = detail::clock::now() + timeout;
+        batch b;
+        b.msgs = msgs;
+        b.results.assign(msgs.size(), publish_result{publish_status::failed, "not published"});
+        b.done.assign(msgs.size(), 0);
+        b.remaining = msgs.size();
+        for (std::size_t i = 0; i < msgs.size(); ++i) b.to_send.push_back(i);
+
+        while (b.remaining > 0 && detail::clock::now() < deadline) {
+            if (!conn) {
+                if (!connect_before(deadline)) break;
+                next_seq = 1;  // confirm numbering starts over on a new channel
+            }
+            try {
+                std::size_t since_drain = 0;
+                while (!b.to_send.empty() && b.in_flight.size() < max_in_flight) {
+                    std::size_t i = b.to_send.front();
+                    b.to_send.pop_front();
+                    if (b.done[i]) continue;
+                    send_one(b, i);
+                    if (++since_drain == drain_every) {
+                        since_drain = 0;
+                        drain(b);
+                    }
+                }
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - detail::clock::now());
+                if (left.count() <= 0) break;
+                if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain(b);
+            } catch (const detail::broker_error& e) {
+                fail_missing_exchange(b, e);
+                drop_connection(b, e);
+            }
+        }
+
+        for (std::size_t i = 0; i < msgs.size(); ++i) {
+            if (b.done[i]) continue;
+            b.results[i] = {publish_status::failed,
+                            conn ? "no confirm before the timeout"
+                                 : "no confirm before the timeout; connection down: " + last_error};
+        }
+        return b.results;
+    }
+};
+
+publisher::publisher(connection_options opts, topology declare)
+    : impl_(std::make_unique<impl>(std::move(opts), std::move(declare))) {}
+
+publisher::~publisher() = default;
+
+std::vector<publish_result> publisher::publish(std::span<const outgoing> msgs, std::chrono::milliseconds timeout) {
+    return impl_->run(msgs, timeout);
+}
+
+void publisher::publish_one(const outgoing& msg, std::chrono::milliseconds timeout) {
+    auto r = impl_->run(std::span<const outgoing>(&msg, 1), timeout);
+    if (r[0].status != publish_status::confirmed) {
+        throw publish_error(std::string("publish to exchange '") + msg.exchange + "' with routing key '" +
+                            msg.routing_key + "' " + to_string(r[0].status) +
+                            (r[0].detail.empty() ? "" : ": " + r[0].detail));
+    }
+}
+
+void publisher::close() { impl_->conn.reset(); }
+
+}  // namespace txp::amqp

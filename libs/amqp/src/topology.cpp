@@ -1,0 +1,173 @@
+// The txp broker topology and its export in RabbitMQ's definitions format.
+#include <string>
+
+#include "txp/amqp/topology.hpp"
+
+namespace txp::amqp {
+namespace {
+
+void json_string(std::string& out, const std::string& s) {
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    static const char* hex = "0123456789abcdef";
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+}
+
+const char* json_bool(bool b) { return b ? "true" : "false"; }
+
+// Writes `items` as a JSON array of objects, each rendered by `one` at the given indentation.
+template <typename T, typename F>
+void json_array(std::string& out, const char* key, const std::vector<T>& items, F one, bool last) {
+    out += "  \"";
+    out += key;
+    out += "\": [";
+    bool first = true;
+    for (const T& item : items) {
+        std::string obj = one(item);
+        if (obj.empty()) continue;
+        out += first ? "\n" : ",\n";
+        out += obj;
+        first = false;
+    }
+    out += first ? "]" : "\n  ]";
+    out += last ? "\n" : ",\n";
+}
+
+}  // namespace
+
+std::string topology::to_definitions_json() const {
+    std::string out = "{\n";
+    out += "  \"vhosts\": [\n    {\n      \"name\": \"/\"\n    }\n  ],\n";
+    json_array(out, "exchanges", exchanges, [](const exchange_decl& e) {
+        std::string o = "    {\n      \"name\": ";
+        json_string(o, e.name);
+        o += ",\n      \"vhost\": \"/\",\n      \"type\": ";
+        json_string(o, e.type);
+        o += ",\n      \"durable\": ";
+        o += json_bool(e.durable);
+        o += ",\n      \"auto_delete\": false,\n      \"internal\": false,\n      \"arguments\": {}\n    }";
+        return o;
+    }, false);
+    json_array(out, "queues", queues, [](const queue_decl& q) {
+        if (q.exclusive) return std::string();
+        std::string o = "    {\n      \"name\": ";
+        json_string(o, q.name);
+        o += ",\n      \"vhost\": \"/\",\n      \"durable\": ";
+        o += json_bool(q.durable);
+        o += ",\n      \"auto_delete\": ";
+        o += json_bool(q.auto_delete);
+        o += ",\n      \"arguments\": {";
+        std::string args;
+        auto sep = [&] { args += args.empty() ? "\n" : ",\n"; };
+        if (q.dead_letter_exchange) {
+            sep();
+            args += "        \"x-dead-letter-exchange\": ";
+            json_string(args, *q.dead_letter_exchange);
+        }
+        if (q.dead_letter_routing_key) {
+            sep();
+            args += "        \"x-dead-letter-routing-key\": ";
+            json_string(args, *q.dead_letter_routing_key);
+        }
+        if (q.message_ttl_ms) {
+            sep();
+            args += "        \"x-message-ttl\": " + std::to_string(*q.message_ttl_ms);
+        }
+        o += args;
+        o += args.empty() ? "}\n    }" : "\n      }\n    }";
+        return o;
+    }, false);
+    json_array(out, "bindings", bindings, [this](const binding_decl& b) {
+        for (const auto& q : queues) {
+            if (q.name == b.queue && q.exclusive) return std::string();
+        }
+        std::string o = "    {\n      \"source\": ";
+        json_string(o, b.exchange);
+        o += ",\n      \"vhost\": \"/\",\n      \"destination\": ";
+        json_string(o, b.queue);
+        o += ",\n      \"destination_type\": \"queue\",\n      \"routing_key\": ";
+        json_string(o, b.routing_key);
+        o += ",\n      \"arguments\": {}\n    }";
+        return o;
+    }, true);
+    out += "}\n";
+    return out;
+}
+
+topology& topology::merge(const topology& other) {
+    exchanges.insert(exchanges.end(), other.exchanges.begin(), other.exchanges.end());
+    queues.insert(queues.end(), other.queues.begin(), other.queues.end());
+    bindings.insert(bindings.end(), other.bindings.begin(), other.bindings.end());
+    return *this;
+}
+
+std::vector<retry_tier> default_retry_tiers() {
+    using std::chrono::seconds;
+    return {{"1s", seconds(1)}, {"10s", seconds(10)}, {"60s", seconds(60)}};
+}
+
+std::string retry_queue_name(const std::string& queue, const retry_tier& tier) { return queue + ".retry." + tier.name; }
+std::string error_queue_name(const std::string& queue) { return queue + ".error"; }
+
+namespace {
+void add_exchange_once(topology& t, const std::string& name, const std::string& type) {
+    for (const auto& e : t.exchanges) {
+        if (e.name == name) return;
+    }
+    t.exchanges.push_back({name, type, true});
+}
+}  // namespace
+
+void add_work_queue(topology& t, const std::string& queue, const std::string& exchange,
+                    const std::vector<std::string>& routing_keys, const std::vector<retry_tier>& tiers) {
+    add_exchange_once(t, retry_exchange, "direct");
+    add_exchange_once(t, error_exchange, "direct");
+
+    t.queues.push_back(queue_decl{.name = queue});
+    for (const auto& key : routing_keys) t.bindings.push_back({exchange, queue, key});
+    for (const auto& tier : tiers) {
+        std::string name = retry_queue_name(queue, tier);
+        // Dead-letter through the default exchange: straight back to this queue only, even
+        // when the queue is fed by a topic exchange that would fan a re-publish out.
+        t.queues.push_back(queue_decl{.name = name,
+                                      .message_ttl_ms = tier.delay.count(),
+                                      .dead_letter_exchange = std::string(),
+                                      .dead_letter_routing_key = queue});
+        t.bindings.push_back({retry_exchange, name, name});
+    }
+    std::string error_queue = error_queue_name(queue);
+    t.queues.push_back(queue_decl{.name = error_queue});
+    t.bindings.push_back({error_exchange, error_queue, queue});
+}
+
+topology txp_topology() {
+    topology t;
+    t.exchanges = {
+        {commands_exchange, "direct", true},
+        {retry_exchange, "direct", true},
+        {error_exchange, "direct", true},
+        {events_exchange, "topic", true},
+    };
+    add_work_queue(t, "ledger.transactions", commands_exchange, {"ledger.transaction"});
+    add_work_queue(t, "plaid.sync", commands_exchange, {"plaid.sync"});
+    add_work_queue(t, "notifier.events", events_exchange, {"tx.*", "plaid.*", "notify.*"});
+    return t;
+}
+
+}  // namespace txp::amqp

@@ -1,0 +1,66 @@
+// The txp topology: names, retry dead-lettering through the default exchange, the export.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "txp/amqp/topology.hpp"
+
+using namespace txp::amqp;
+
+namespace {
+const queue_decl* find_queue(const topology& t, const std::string& name) {
+    auto it = std::find_if(t.queues.begin(), t.queues.end(), [&](const queue_decl& q) { return q.name == name; });
+    return it == t.queues.end() ? nullptr : &*it;
+}
+bool has_binding(const topology& t, const std::string& ex, const std::string& q, const std::string& key) {
+    return std::any_of(t.bindings.begin(), t.bindings.end(), [&](const binding_decl& b) {
+        return b.exchange == ex && b.queue == q && b.routing_key == key;
+    });
+}
+}  // namespace
+
+TEST_CASE("txp_topology declares each main queue with its tiers and error queue", "[amqp][topology]") {
+    topology t = txp_topology();
+    REQUIRE(t.exchanges.size() == 4);
+    CHECK(t.exchanges[3].name == "txp.events");
+    CHECK(t.exchanges[3].type == "topic");
+
+    CHECK(has_binding(t, "txp.commands", "ledger.transactions", "ledger.transaction"));
+    CHECK(has_binding(t, "txp.commands", "plaid.sync", "plaid.sync"));
+    for (const char* key : {"tx.*", "plaid.*", "notify.*"}) CHECK(has_binding(t, "txp.events", "notifier.events", key));
+
+    for (const std::string q : {"ledger.transactions", "plaid.sync", "notifier.events"}) {
+        INFO(q);
+        REQUIRE(find_queue(t, q) != nullptr);
+        CHECK(find_queue(t, q)->durable);
+        for (const auto& tier : default_retry_tiers()) {
+            const queue_decl* r = find_queue(t, q + ".retry." + tier.name);
+            REQUIRE(r != nullptr);
+            CHECK(r->durable);
+            CHECK(r->message_ttl_ms == tier.delay.count());
+            CHECK(r->dead_letter_exchange == std::string());  // the default exchange
+            CHECK(r->dead_letter_routing_key == q);
+            CHECK(has_binding(t, "txp.retry", r->name, r->name));
+        }
+        REQUIRE(find_queue(t, q + ".error") != nullptr);
+        CHECK(has_binding(t, "txp.error", q + ".error", q));
+    }
+    CHECK(t.queues.size() == 3 * 5);
+}
+
+TEST_CASE("definitions export is deterministic and leaves exclusive queues out", "[amqp][topology]") {
+    topology t;
+    t.exchanges.push_back({"ex", "direct", true});
+    t.queues.push_back(queue_decl{.name = "q\"1", .message_ttl_ms = 1000, .dead_letter_exchange = "",
+                                  .dead_letter_routing_key = "back"});
+    t.queues.push_back(queue_decl{.name = "mine", .exclusive = true, .auto_delete = true});
+    t.bindings.push_back({"ex", "q\"1", "k"});
+    t.bindings.push_back({"ex", "mine", "k"});
+    std::string json = t.to_definitions_json();
+    CHECK(json == t.to_definitions_json());
+    CHECK(json.find("\"q\\\"1\"") != std::string::npos);
+    CHECK(json.find("\"x-message-ttl\": 1000") != std::string::npos);
+    CHECK(json.find("\"x-dead-letter-exchange\": \"\"") != std::string::npos);
+    CHECK(json.find("mine") == std::string::npos);
+    CHECK(json.find("\"vhosts\"") != std::string::npos);
+}

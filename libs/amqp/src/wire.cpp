@@ -1,0 +1,329 @@
+// rabbitmq-c 0.11 plumbing shared by the publisher, the consumer and admin.
+#include "wire.hpp"
+
+#include <amqp_tcp_socket.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "txp/common/log.hpp"
+
+namespace txp::amqp::detail {
+namespace {
+
+void ignore_sigpipe_once() {
+    static std::once_flag once;
+    std::call_once(once, [] { std::signal(SIGPIPE, SIG_IGN); });
+}
+
+std::string server_close_text(const amqp_rpc_reply_t& r, int* code) {
+    if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const auto* m = static_cast<const amqp_connection_close_t*>(r.reply.decoded);
+        *code = m->reply_code;
+        return "connection closed by broker: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+    }
+    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        const auto* m = static_cast<const amqp_channel_close_t*>(r.reply.decoded);
+        *code = m->reply_code;
+        return "channel closed by broker: " + std::to_string(m->reply_code) + " " + to_string(m->reply_text);
+    }
+    *code = 0;
+    return "unexpected broker method " + std::to_string(r.reply.id);
+}
+
+}  // namespace
+
+std::string to_string(amqp_bytes_t b) {
+    if (b.len == 0 || b.bytes == nullptr) return {};
+    return std::string(static_cast<const char*>(b.bytes), b.len);
+}
+
+amqp_bytes_t bytes_of(const std::string& s) {
+    amqp_bytes_t b;
+    b.len = s.size();
+    b.bytes = const_cast<char*>(s.data());
+    return b;
+}
+
+struct timeval to_timeval(std::chrono::milliseconds d) {
+    if (d.count() < 0) d = std::chrono::milliseconds(0);
+    struct timeval tv;
+    tv.tv_sec = static_cast<time_t>(d.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((d.count() % 1000) * 1000);
+    return tv;
+}
+
+bool sleep_until_before(clock::time_point until, clock::time_point deadline) {
+    if (until <= deadline) {
+        std::this_thread::sleep_until(until);
+        return true;
+    }
+    std::this_thread::sleep_until(deadline);
+    return false;
+}
+
+connection::connection(const connection_options& opts) {
+    ignore_sigpipe_once();
+    state_ = amqp_new_connection();
+    if (state_ == nullptr) throw broker_error(error_kind::connection, 0, "amqp_new_connection failed");
+    try {
+        amqp_socket_t* socket = amqp_tcp_socket_new(state_);
+        if (socket == nullptr) throw broker_error(error_kind::connection, 0, "amqp_tcp_socket_new failed");
+        struct timeval connect_timeout = to_timeval(std::chrono::seconds(5));
+        int rc = amqp_socket_open_noblock(socket, opts.ep.host.c_str(), opts.ep.port, &connect_timeout);
+        if (rc != AMQP_STATUS_OK) {
+            throw broker_error(error_kind::connection, 0,
+                               std::string("cannot connect to ") + opts.ep.describe() + ": " + amqp_error_string2(rc));
+        }
+        // Bounds the handshake and every synchronous method, so that a stalled broker
+        // cannot hang a close or a declare forever.
+        struct timeval rpc_timeout = to_timeval(std::chrono::seconds(10));
+        check_status(amqp_set_handshake_timeout(state_, &rpc_timeout), "amqp_set_handshake_timeout");
+        check_status(amqp_set_rpc_timeout(state_, &rpc_timeout), "amqp_set_rpc_timeout");
+
+        // Client properties: the name shown in the console, and the capability that makes
+        // the broker tell us when it cancels our consumer (queue deleted).
+        amqp_table_entry_t caps[1];
+        caps[0].key = amqp_cstring_bytes("consumer_cancel_notify");
+        caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+        caps[0].value.value.boolean = 1;
+        amqp_table_entry_t entries[2];
+        int n = 0;
+        entries[n].key = amqp_cstring_bytes("capabilities");
+        entries[n].value.kind = AMQP_FIELD_KIND_TABLE;
+        entries[n].value.value.table.num_entries = 1;
+        entries[n].value.value.table.entries = caps;
+        ++n;
+        if (!opts.connection_name.empty()) {
+            entries[n].key = amqp_cstring_bytes("connection_name");
+            entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            entries[n].value.value.bytes = bytes_of(opts.connection_name);
+            ++n;
+        }
+        amqp_table_t client_properties{n, entries};
+        amqp_rpc_reply_t login =
+            amqp_login_with_properties(state_, opts.ep.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
+                                       static_cast<int>(opts.heartbeat.count()), &client_properties,
+                                       AMQP_SASL_METHOD_PLAIN, opts.ep.user.c_str(), opts.ep.password.c_str());
+        if (login.reply_type != AMQP_RESPONSE_NORMAL) {
+            // A refused login is a connection error too: the broker closes the socket.
+            try {
+                check(login, "login");
+            } catch (const broker_error& e) {
+                throw broker_error(error_kind::connection, e.reply_code(),
+                                   std::string("login to ") + opts.ep.describe() + " as " + opts.ep.user +
+                                       " failed: " + e.what());
+            }
+        }
+        logged_in_ = true;
+        amqp_channel_open(state_, channel_);
+        check_last_rpc("channel.open");
+    } catch (...) {
+        broken_ = true;
+        amqp_destroy_connection(state_);
+        state_ = nullptr;
+        throw;
+    }
+}
+
+connection::~connection() {
+    if (state_ == nullptr) return;
+    if (!broken_ && logged_in_) {
+        // Best effort and bounded by the rpc timeout; a failure here changes nothing.
+        struct timeval close_timeout = to_timeval(std::chrono::seconds(2));
+        amqp_set_rpc_timeout(state_, &close_timeout);
+        amqp_rpc_reply_t r = amqp_channel_close(state_, channel_, AMQP_REPLY_SUCCESS);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(state_);
+}
+
+void connection::check_status(int status, const char* what) {
+    if (status >= 0) return;
+    broken_ = true;
+    throw broker_error(error_kind::connection, 0, std::string(what) + ": " + amqp_error_string2(status));
+}
+
+void connection::check(amqp_rpc_reply_t r, const char* what) {
+    switch (r.reply_type) {
+        case AMQP_RESPONSE_NORMAL:
+            return;
+        case AMQP_RESPONSE_NONE:
+            broken_ = true;
+            throw broker_error(error_kind::connection, 0, std::string(what) + ": missing reply");
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            broken_ = true;
+            throw broker_error(error_kind::connection, 0,
+                               std::string(what) + ": " + amqp_error_string2(r.library_error));
+        case AMQP_RESPONSE_SERVER_EXCEPTION: {
+            int code = 0;
+            std::string text = std::string(what) + ": " + server_close_text(r, &code);
+            if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+                amqp_channel_close_ok_t ok{};
+                if (amqp_send_method(state_, channel_, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) < 0) broken_ = true;
+                throw broker_error(broken_ ? error_kind::connection : error_kind::channel, code, text);
+            }
+            amqp_connection_close_ok_t ok{};
+            amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            broken_ = true;
+            throw broker_error(error_kind::connection, code, text);
+        }
+    }
+    broken_ = true;
+    throw broker_error(error_kind::connection, 0, std::string(what) + ": unknown reply type");
+}
+
+void connection::on_close_frame(const amqp_frame_t& frame) {
+    amqp_rpc_reply_t r{};
+    r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+    r.reply = frame.payload.method;
+    check(r, "broker");
+    // check() always throws for a server exception.
+    throw broker_error(error_kind::connection, 0, "broker closed");
+}
+
+void connection::reopen_channel() {
+    // Channel numbers are not reused right away: a late frame for the old one is then
+    // recognisably stale.
+    channel_ = static_cast<amqp_channel_t>(channel_ == 65535 ? 1 : channel_ + 1);
+    amqp_channel_open(state_, channel_);
+    check_last_rpc("channel.open");
+}
+
+void connection::declare(const topology& t) {
+    for (const auto& e : t.exchanges) {
+        amqp_exchange_declare(state_, channel_, bytes_of(e.name), bytes_of(e.type), 0, e.durable ? 1 : 0, 0, 0,
+                              amqp_empty_table);
+        check_last_rpc(("exchange.declare " + e.name).c_str());
+    }
+    for (const auto& q : t.queues) {
+        amqp_table_entry_t args[3];
+        int n = 0;
+        if (q.message_ttl_ms) {
+            args[n].key = amqp_cstring_bytes("x-message-ttl");
+            args[n].value.kind = AMQP_FIELD_KIND_I64;
+            args[n].value.value.i64 = *q.message_ttl_ms;
+            ++n;
+        }
+        if (q.dead_letter_exchange) {
+            args[n].key = amqp_cstring_bytes("x-dead-letter-exchange");
+            args[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            args[n].value.value.bytes = bytes_of(*q.dead_letter_exchange);
+            ++n;
+        }
+        if (q.dead_letter_routing_key) {
+            args[n].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+            args[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            args[n].value.value.bytes = bytes_of(*q.dead_letter_routing_key);
+            ++n;
+        }
+        amqp_table_t table{n, args};
+        amqp_queue_declare(state_, channel_, bytes_of(q.name), 0, q.durable ? 1 : 0, q.exclusive ? 1 : 0,
+                           q.auto_delete ? 1 : 0, table);
+        check_last_rpc(("queue.declare " + q.name).c_str());
+    }
+    for (const auto& b : t.bindings) {
+        amqp_queue_bind(state_, channel_, bytes_of(b.queue), bytes_of(b.exchange), bytes_of(b.routing_key),
+                        amqp_empty_table);
+        check_last_rpc(("queue.bind " + b.queue + " <- " + b.exchange + "/" + b.routing_key).c_str());
+    }
+}
+
+encoded_properties::encoded_properties(const properties& p) {
+    props_._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props_.delivery_mode = p.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
+    auto set = [this](const std::string& s, amqp_flags_t flag, amqp_bytes_t& field) {
+        if (s.empty()) return;
+        props_._flags |= flag;
+        field = bytes_of(s);
+    };
+    set(p.content_type, AMQP_BASIC_CONTENT_TYPE_FLAG, props_.content_type);
+    set(p.message_id, AMQP_BASIC_MESSAGE_ID_FLAG, props_.message_id);
+    set(p.correlation_id, AMQP_BASIC_CORRELATION_ID_FLAG, props_.correlation_id);
+    set(p.type, AMQP_BASIC_TYPE_FLAG, props_.type);
+    set(p.app_id, AMQP_BASIC_APP_ID_FLAG, props_.app_id);
+    if (p.timestamp != 0) {
+        props_._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+        props_.timestamp = static_cast<uint64_t>(p.timestamp);
+    }
+    if (!p.headers.empty()) {
+        entries_.reserve(p.headers.size());
+        for (const auto& [key, value] : p.headers) {
+            amqp_table_entry_t e{};
+            e.key = bytes_of(key);
+            if (const auto* s = std::get_if<std::string>(&value)) {
+                e.value.kind = AMQP_FIELD_KIND_UTF8;
+                e.value.value.bytes = bytes_of(*s);
+            } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
+                e.value.kind = AMQP_FIELD_KIND_I64;
+                e.value.value.i64 = *i;
+            } else {
+                e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+                e.value.value.boolean = std::get<bool>(value) ? 1 : 0;
+            }
+            entries_.push_back(e);
+        }
+        props_._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props_.headers.num_entries = static_cast<int>(entries_.size());
+        props_.headers.entries = entries_.data();
+    }
+}
+
+properties decode_properties(const amqp_basic_properties_t& p) {
+    properties out;
+    out.content_type.clear();
+    auto get = [&p](amqp_flags_t flag, const amqp_bytes_t& field) {
+        return (p._flags & flag) ? to_string(field) : std::string();
+    };
+    out.content_type = get(AMQP_BASIC_CONTENT_TYPE_FLAG, p.content_type);
+    out.message_id = get(AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id);
+    out.correlation_id = get(AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id);
+    out.type = get(AMQP_BASIC_TYPE_FLAG, p.type);
+    out.app_id = get(AMQP_BASIC_APP_ID_FLAG, p.app_id);
+    if (p._flags & AMQP_BASIC_TIMESTAMP_FLAG) out.timestamp = static_cast<std::int64_t>(p.timestamp);
+    out.persistent = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && p.delivery_mode == AMQP_DELIVERY_PERSISTENT;
+    if (p._flags & AMQP_BASIC_HEADERS_FLAG) {
+        for (int i = 0; i < p.headers.num_entries; ++i) {
+            const amqp_table_entry_t& e = p.headers.entries[i];
+            std::string key = to_string(e.key);
+            const amqp_field_value_t& v = e.value;
+            switch (v.kind) {
+                case AMQP_FIELD_KIND_UTF8:
+                case AMQP_FIELD_KIND_BYTES: out.headers[key] = to_string(v.value.bytes); break;
+                case AMQP_FIELD_KIND_BOOLEAN: out.headers[key] = v.value.boolean != 0; break;
+                case AMQP_FIELD_KIND_I8: out.headers[key] = std::int64_t{v.value.i8}; break;
+                case AMQP_FIELD_KIND_U8: out.headers[key] = std::int64_t{v.value.u8}; break;
+                case AMQP_FIELD_KIND_I16: out.headers[key] = std::int64_t{v.value.i16}; break;
+                case AMQP_FIELD_KIND_U16: out.headers[key] = std::int64_t{v.value.u16}; break;
+                case AMQP_FIELD_KIND_I32: out.headers[key] = std::int64_t{v.value.i32}; break;
+                case AMQP_FIELD_KIND_U32: out.headers[key] = std::int64_t{v.value.u32}; break;
+                case AMQP_FIELD_KIND_I64: out.headers[key] = std::int64_t{v.value.i64}; break;
+                case AMQP_FIELD_KIND_U64:
+                case AMQP_FIELD_KIND_TIMESTAMP: out.headers[key] = static_cast<std::int64_t>(v.value.u64); break;
+                default:
+                    // Arrays, tables and floats (x-death, mostly) have no place in our
+                    // variant; dropping them also keeps a retried message from growing.
+                    break;
+            }
+        }
+    }
+    return out;
+}
+
+backoff::backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
+    : initial_(initial.count() > 0 ? initial : std::chrono::milliseconds(1)),
+      max_(max < initial_ ? initial_ : max),
+      current_(initial_),
+      rng_(std::random_device{}()) {}
+
+std::chrono::milliseconds backoff::next_delay() {
+    std::uniform_real_distribution<double> jitter(0.5, 1.5);
+    auto d = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(current_.count()) * jitter(rng_)));
+    current_ = std::min(current_ * 2, max_);
+    return d;
+}
+
+}  // namespace txp::amqp::detail

@@ -1,0 +1,102 @@
+// The one place that talks to rabbitmq-c: a connection with one channel, error
+// classification, property encoding and decoding, and reconnect backoff. Internal.
+#pragma once
+
+#include <amqp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "txp/amqp/message.hpp"
+#include "txp/amqp/topology.hpp"
+
+namespace txp::amqp::detail {
+
+using clock = std::chrono::steady_clock;
+
+// A lost connection must be rebuilt; a channel error (404, 406, ...) closed the channel only.
+enum class error_kind { connection, channel };
+
+class broker_error : public std::runtime_error {
+public:
+    broker_error(error_kind kind, int reply_code, const std::string& what)
+        : std::runtime_error(what), kind_(kind), reply_code_(reply_code) {}
+    error_kind kind() const { return kind_; }
+    int reply_code() const { return reply_code_; }  // AMQP reply code, 0 for library errors
+
+private:
+    error_kind kind_;
+    int reply_code_;
+};
+
+std::string to_string(amqp_bytes_t b);
+amqp_bytes_t bytes_of(const std::string& s);
+
+// Owns an amqp_connection_state_t with channel 1 open.
+class connection {
+public:
+    explicit connection(const connection_options& opts);  // throws broker_error
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    amqp_connection_state_t state() const { return state_; }
+    amqp_channel_t channel() const { return channel_; }
+
+    // Throws broker_error for anything but a normal reply; answers the broker's close.
+    void check(amqp_rpc_reply_t r, const char* what);
+    void check_last_rpc(const char* what) { check(amqp_get_rpc_reply(state_), what); }
+    void check_status(int status, const char* what);  // a library status code (< 0 is fatal)
+
+    // A channel.close or connection.close that arrived as a plain frame: answer and throw.
+    [[noreturn]] void on_close_frame(const amqp_frame_t& frame);
+
+    void declare(const topology& t);
+    void reopen_channel();   // after a channel error; throws broker_error
+    void mark_broken() { broken_ = true; }
+    bool broken() const { return broken_; }
+
+private:
+    amqp_connection_state_t state_ = nullptr;
+    amqp_channel_t channel_ = 1;
+    bool broken_ = false;
+    bool logged_in_ = false;
+};
+
+// amqp_basic_properties_t that points into a txp::amqp::properties (which must outlive it).
+class encoded_properties {
+public:
+    explicit encoded_properties(const properties& p);
+    const amqp_basic_properties_t* get() const { return &props_; }
+
+private:
+    amqp_basic_properties_t props_{};
+    std::vector<amqp_table_entry_t> entries_;
+};
+
+properties decode_properties(const amqp_basic_properties_t& p);
+
+// Exponential backoff with 0.5x-1.5x jitter.
+class backoff {
+public:
+    backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max);
+    std::chrono::milliseconds next_delay();  // jittered; doubles the base for the next time
+    void reset() { current_ = initial_; }
+
+private:
+    std::chrono::milliseconds initial_;
+    std::chrono::milliseconds max_;
+    std::chrono::milliseconds current_;
+    std::mt19937_64 rng_;
+};
+
+struct timeval to_timeval(std::chrono::milliseconds d);
+
+// Sleeps until `until` or `deadline`, whichever comes first; false if the deadline came first.
+bool sleep_until_before(clock::time_point until, clock::time_point deadline);
+
+}  // namespace txp::amqp::detail

@@ -1,0 +1,209 @@
+// spdlog-backed structured logging; the line is rendered here and spdlog only writes it.
+#include "txp/common/log.hpp"
+
+#include "txp/common/config.hpp"
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+
+namespace txp::log {
+
+namespace {
+
+struct state {
+    std::string service = "txp";
+    std::string replica = "0";
+    level min_level = level::info;
+    format fmt = format::json;
+    std::shared_ptr<spdlog::logger> logger;
+};
+
+state& st() {
+    static state s;
+    return s;
+}
+
+thread_local std::string tl_message_id;
+thread_local std::string tl_correlation_id;
+
+const char* level_name(level l) {
+    switch (l) {
+        case level::debug: return "debug";
+        case level::info: return "info";
+        case level::warn: return "warn";
+        case level::error: return "error";
+    }
+    return "info";
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+}
+
+void append_value(std::string& out, const field& f, bool json) {
+    switch (f.k) {
+        case field::kind::str:
+            if (json) append_json_string(out, f.s);
+            else if (f.s.find(' ') != std::string_view::npos || f.s.empty()) append_json_string(out, f.s);
+            else out += f.s;
+            break;
+        case field::kind::i64: out += std::to_string(f.i); break;
+        case field::kind::u64: out += std::to_string(f.u); break;
+        case field::kind::boolean: out += f.b ? "true" : "false"; break;
+    }
+}
+
+std::string timestamp(bool full) {
+    auto now = std::chrono::system_clock::now();
+    auto secs = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    if (full) {
+        std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+        char out[48];
+        std::snprintf(out, sizeof out, "%s.%03lldZ", buf, static_cast<long long>(ms));
+        return out;
+    }
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    char out[24];
+    std::snprintf(out, sizeof out, "%s.%03lld", buf, static_cast<long long>(ms));
+    return out;
+}
+
+}  // namespace
+
+void init(std::string service, std::string replica, level min_level, format fmt) {
+    auto& s = st();
+    s.service = std::move(service);
+    s.replica = std::move(replica);
+    s.min_level = min_level;
+    s.fmt = fmt;
+    // stderr, so stdout stays free for command output (reconcile, gen_transactions).
+    s.logger = spdlog::stderr_logger_mt("txp." + s.service + "." + s.replica);
+    s.logger->set_pattern("%v");
+    s.logger->set_level(spdlog::level::trace);
+    s.logger->flush_on(spdlog::level::trace);
+}
+
+void init_from_env(std::string service) {
+    auto lvl_text = config::get_string("TXP_LOG_LEVEL", "info");
+    level lvl;
+    if (lvl_text == "debug") lvl = level::debug;
+    else if (lvl_text == "info") lvl = level::info;
+    else if (lvl_text == "warn") lvl = level::warn;
+    else if (lvl_text == "error") lvl = level::error;
+    else throw config::config_error("configuration: TXP_LOG_LEVEL must be one of debug, info, warn, error (got \"" + lvl_text + "\")");
+    auto fmt_text = config::get_string("TXP_LOG_FORMAT", "json");
+    format fmt;
+    if (fmt_text == "json") fmt = format::json;
+    else if (fmt_text == "text") fmt = format::text;
+    else throw config::config_error("configuration: TXP_LOG_FORMAT must be json or text (got \"" + fmt_text + "\")");
+    init(std::move(service), config::replica_id(), lvl, fmt);
+}
+
+const std::string& service() { return st().service; }
+const std::string& replica() { return st().replica; }
+
+bool enabled(level lvl) { return static_cast<int>(lvl) >= static_cast<int>(st().min_level); }
+
+std::string render(format fmt, level lvl, std::string_view msg, fields f) {
+    auto& s = st();
+    std::string out;
+    out.reserve(160 + msg.size());
+    if (fmt == format::json) {
+        out += "{\"ts\":\"";
+        out += timestamp(true);
+        out += "\",\"level\":\"";
+        out += level_name(lvl);
+        out += "\",\"service\":";
+        append_json_string(out, s.service);
+        out += ",\"replica\":";
+        append_json_string(out, s.replica);
+        out += ",\"msg\":";
+        append_json_string(out, msg);
+        if (!tl_message_id.empty()) {
+            out += ",\"message_id\":";
+            append_json_string(out, tl_message_id);
+        }
+        if (!tl_correlation_id.empty()) {
+            out += ",\"correlation_id\":";
+            append_json_string(out, tl_correlation_id);
+        }
+        for (const auto& x : f) {
+            out += ',';
+            append_json_string(out, x.key);
+            out += ':';
+            append_value(out, x, true);
+        }
+        out += '}';
+    } else {
+        out += timestamp(false);
+        out += ' ';
+        char lv[8];
+        std::snprintf(lv, sizeof lv, "%-5s", level_name(lvl));
+        out += lv;
+        out += ' ';
+        out += s.service;
+        out += '/';
+        out += s.replica;
+        out += "  ";
+        out += msg;
+        for (const auto& x : f) {
+            out += ' ';
+            out += x.key;
+            out += '=';
+            append_value(out, x, false);
+        }
+        if (!tl_correlation_id.empty()) {
+            out += " corr=";
+            out += tl_correlation_id;
+        }
+    }
+    return out;
+}
+
+void write(level lvl, std::string_view msg, fields f) {
+    if (!enabled(lvl)) return;
+    auto& s = st();
+    auto line = render(s.fmt, lvl, msg, f);
+    if (s.logger) s.logger->info(line);
+    else std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+scope::scope(std::string_view message_id, std::string_view correlation_id)
+    : prev_message_id_(std::move(tl_message_id)), prev_correlation_id_(std::move(tl_correlation_id)) {
+    tl_message_id = message_id;
+    tl_correlation_id = correlation_id;
+}
+
+scope::~scope() {
+    tl_message_id = std::move(prev_message_id_);
+    tl_correlation_id = std::move(prev_correlation_id_);
+}
+
+}  // namespace txp::log

@@ -1,0 +1,91 @@
+# Shared by scripts/test, scripts/demo and scripts/bench: start PostgreSQL and RabbitMQ on
+# loopback when they are not running, and bootstrap a database and a vhost for txp.
+# Source it; it defines functions only.
+
+TXP_ROOT="${TXP_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+PG_VERSION="${PG_VERSION:-15}"
+PG_CLUSTER="${PG_CLUSTER:-main}"
+PG_PORT="${PG_PORT:-5432}"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+start_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then return 0; fi
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}' | grep -qx "$PG_VERSION/$PG_CLUSTER"; then
+    log "creating PostgreSQL cluster $PG_VERSION/$PG_CLUSTER"
+    pg_createcluster "$PG_VERSION" "$PG_CLUSTER" -p "$PG_PORT" >/dev/null
+  fi
+  log "starting PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT"
+  pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && return 0
+    sleep 0.5
+  done
+  log "PostgreSQL did not become ready"; return 1
+}
+
+rabbit_running() { rabbitmqctl -q status >/dev/null 2>&1; }
+
+start_rabbitmq() {
+  if ! rabbit_running; then
+    log "starting RabbitMQ (management console on 127.0.0.1:15672)"
+    rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
+    # Loopback only: the node and the console listen on 127.0.0.1.
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbitmq_management tcp_config [{ip,\"127.0.0.1\"},{port,15672}]"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+  fi
+  # When a node was already running without the console, turn it on.
+  rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || true
+  for _ in $(seq 1 120); do
+    curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null && return 0
+    sleep 0.5
+  done
+  log "RabbitMQ management API did not come up"; return 1
+}
+
+# bootstrap_database DBNAME: roles, database and per-service schemas (deploy/postgres/bootstrap.sql).
+bootstrap_database() {
+  local db="$1"
+  as_postgres psql -q -v ON_ERROR_STOP=1 -d postgres \
+    -v dbname="$db" -v password="${TXP_DB_PASSWORD:-txp-dev-password}" \
+    -f "$TXP_ROOT/deploy/postgres/roles.sql" >/dev/null
+  if ! as_postgres psql -tAq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+    as_postgres createdb -O txp_admin "$db"
+  fi
+  as_postgres psql -q -v ON_ERROR_STOP=1 -d "$db" -f "$TXP_ROOT/deploy/postgres/schemas.sql" >/dev/null
+}
+
+drop_database() {
+  as_postgres psql -q -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+# bootstrap_vhost NAME: a vhost with full permissions for guest.
+bootstrap_vhost() {
+  rabbitmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
+  rabbitmqctl -q set_permissions -p "$1" guest ".*" ".*" ".*" >/dev/null
+}
+
+drop_vhost() { rabbitmqctl -q delete_vhost "$1" >/dev/null 2>&1 || true; }
+
+# db_url ROLE DB: the TCP URL a service uses.
+db_url() { printf 'postgresql://%s:%s@127.0.0.1:%s/%s' "$1" "${TXP_DB_PASSWORD:-txp-dev-password}" "$PG_PORT" "$2"; }
+
+# amqp_url VHOST
+amqp_url() {
+  local v="$1"; [ "$v" = "/" ] && v="%2f"
+  printf 'amqp://guest:guest@127.0.0.1:5672/%s' "$v"
+}
+
+# configure_build PRESET: configure (once) and build with 2 jobs.
+build_txp() {
+  local preset="${1:-release}"
+  log "building ($preset preset, -j2)"
+  cmake --preset "$preset" -S "$TXP_ROOT" >/dev/null
+  cmake --build --preset "$preset" -j 2
+}

@@ -1,0 +1,114 @@
+// The ledger's core: parsing ledger.transaction.v1 messages and applying a batch of them
+// as double-entry postings in one DB transaction, in each wallet's acceptance order.
+#pragma once
+
+#include "txp/db/db.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace txp::ledger {
+
+inline constexpr const char* message_type = "ledger.transaction.v1";
+inline constexpr const char* event_type = "tx.event.v1";
+
+struct tx_message {
+    std::string transaction_id;
+    std::string type;
+    std::int64_t wallet_id = 0;
+    std::optional<std::int64_t> to_wallet_id;
+    std::int64_t amount = 0;
+    std::string currency;
+    std::int64_t sequence = 0;
+    std::optional<std::int64_t> to_sequence;
+    std::optional<std::string> reverses_transaction_id;
+    std::optional<std::string> reference;
+    std::string origin;
+    std::string accepted_at;
+
+    std::string to_json() const;
+};
+
+// A message that cannot be applied at all: it goes to the error queue with this reason.
+struct invalid_message {
+    std::string reason;  // malformed_json, schema_invalid, unknown_message_type
+    std::string detail;
+};
+
+// Parses and validates a message body against proto/ledger.transaction.v1.schema.json.
+// amqp_type is the AMQP `type` property ("" is accepted as the default type).
+std::optional<tx_message> parse_message(std::string_view body, std::string_view amqp_type, invalid_message& why);
+
+// The announced outcome of a transaction (proto/tx.event.v1.schema.json).
+struct tx_event {
+    std::string transaction_id;
+    std::string status;  // completed, rejected, failed
+    std::optional<std::string> reason;
+    std::string type;
+    std::int64_t wallet_id = 0;
+    std::optional<std::int64_t> to_wallet_id;
+    std::optional<std::int64_t> owner_id;
+    std::optional<std::int64_t> to_owner_id;
+    std::int64_t amount = 0;
+    std::string currency;
+    std::optional<std::int64_t> balance_after;
+    std::optional<std::int64_t> to_balance_after;
+    std::optional<std::string> reference;
+    std::string occurred_at;
+
+    // Deterministic, so a re-announcement carries the same id and consumers dedupe it.
+    std::string event_id() const { return transaction_id + ":" + status; }
+    std::string routing_key() const { return "tx." + status; }
+    std::string to_json() const;
+};
+
+enum class outcome_kind {
+    completed,   // applied; announce
+    rejected,    // business outcome (insufficient_funds, ...); announce
+    duplicate,   // already processed; announce the recorded outcome again
+    early,       // its predecessor in the wallet's order is not applied yet; try again shortly
+    invalid,     // permanent: park in the error queue with reason/detail
+};
+
+struct outcome {
+    outcome_kind kind = outcome_kind::invalid;
+    std::string reason;
+    std::string detail;
+    std::optional<tx_event> event;  // completed, rejected, duplicate (when terminal)
+};
+
+struct batch_item {
+    std::string message_id;
+    tx_message msg;
+};
+
+// Applies batches. Thread-compatible: one processor per worker thread.
+class processor {
+public:
+    processor(db::pool& pool, std::string replica);
+
+    // One DB transaction for the whole batch; outcomes[i] belongs to items[i]. Safe to call
+    // again with the same items (idempotent through the inbox and transaction status).
+    // Throws db::db_error when the database fails (kind says whether to retry).
+    std::vector<outcome> apply(const std::vector<batch_item>& items);
+
+    // Ends a queued transaction as failed with the reason (its message was parked), so that
+    // the wallet's later transactions are not held up. Returns its event when it changed.
+    std::optional<tx_event> mark_failed(const tx_message& msg, const std::string& reason);
+
+private:
+    db::pool& pool_;
+    std::string replica_;
+};
+
+// Demo data: wallets 101-105 (owners 1-5, USD) with an opening deposit, once.
+void seed_demo(db::pool& pool, std::int64_t opening_balance);
+
+// Checks every ledger invariant on the live database; returns the problems found (empty
+// when all hold) and lists overdrawn wallets separately in `notes`.
+std::vector<std::string> reconcile(db::pool& pool, std::vector<std::string>& notes);
+
+}  // namespace txp::ledger

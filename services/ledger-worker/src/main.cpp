@@ -1,0 +1,115 @@
+// ledger-worker: applies accepted transactions from ledger.transactions to the ledger.
+//   ledger-worker              run the worker (the default)
+//   ledger-worker migrate      apply the ledger schema's migrations and exit
+//   ledger-worker seed-demo    create demo wallets 101-105 with an opening balance
+//   ledger-worker reconcile    check every ledger invariant; exit 1 if any is broken
+#include "ledger.hpp"
+#include "worker.hpp"
+
+#include "txp/amqp/amqp.hpp"
+#include "txp/common/config.hpp"
+#include "txp/common/log.hpp"
+#include "txp/common/shutdown.hpp"
+#include "txp/db/db.hpp"
+#include "txp/db/migrations.hpp"
+#include "txp/http/ops.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+using namespace txp;
+
+namespace {
+
+db::pool_options pool_options(std::size_t size) {
+    db::pool_options o;
+    o.url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
+    o.size = size;
+    o.application_name = "ledger-worker";
+    return o;
+}
+
+void migrate(db::pool& pool) {
+    auto l = pool.acquire();
+    db::migrate(*l, "ledger", db::load_migrations(db::default_migrations_dir(), "ledger"));
+}
+
+int run_worker() {
+    auto amqp_url = config::require_url("TXP_AMQP_URL", "amqp,amqps");
+    auto address = config::get_string("TXP_HTTP_ADDRESS", "127.0.0.1");
+    auto port = static_cast<std::uint16_t>(config::get_int("TXP_HTTP_PORT", 9101, 0, 65535));
+    ledger::worker_options wo;
+    wo.amqp.ep = amqp::endpoint::parse(amqp_url);
+    wo.amqp.connection_name = "ledger-worker " + log::replica();
+    wo.batch_size = static_cast<std::size_t>(config::get_int("TXP_BATCH_SIZE", 100, 1, 1000));
+    wo.prefetch = static_cast<std::uint16_t>(config::get_int("TXP_PREFETCH", 300, 1, 10000));
+    wo.hold_early = config::get_duration("TXP_HOLD_EARLY", std::chrono::milliseconds(300));
+    bool do_migrate = config::get_bool("TXP_MIGRATE", true);
+
+    shutdown::install();
+    db::pool pool(pool_options(2));
+    if (do_migrate) migrate(pool);
+
+    auto broker_ok = [ep = wo.amqp]() {
+        try {
+            amqp::admin a(ep);
+            a.queue_depth("ledger.transactions");
+            return true;
+        } catch (...) {
+            return false;
+        }
+    };
+    http::ops_server ops(address, port, [&] {
+        return std::vector<std::pair<std::string, bool>>{{"database", pool.ping()}, {"broker", broker_ok()}};
+    });
+    ops.start();
+    log::info("ledger-worker started", {{"ops_port", static_cast<std::int64_t>(ops.port())}});
+
+    ledger::worker w(wo, pool, log::replica());
+    w.run([] { return shutdown::requested(); });
+    ops.stop();
+    log::info("ledger-worker stopped cleanly", {{"processed", w.processed()}});
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string cmd = argc > 1 ? argv[1] : "run";
+    try {
+        log::init_from_env("ledger-worker");
+        if (cmd == "run") return run_worker();
+        if (cmd == "migrate") {
+            db::pool pool(pool_options(1));
+            migrate(pool);
+            return 0;
+        }
+        if (cmd == "seed-demo") {
+            db::pool pool(pool_options(1));
+            migrate(pool);
+            auto opening = config::get_int("TXP_DEMO_OPENING_BALANCE", 100000, 0, 1000000000000);
+            ledger::seed_demo(pool, opening);
+            std::printf("demo wallets 101-105 ready (opening balance %lld minor units each)\n",
+                        static_cast<long long>(opening));
+            return 0;
+        }
+        if (cmd == "reconcile") {
+            db::pool pool(pool_options(1));
+            std::vector<std::string> notes;
+            auto problems = ledger::reconcile(pool, notes);
+            for (const auto& n : notes) std::printf("note: %s\n", n.c_str());
+            for (const auto& p : problems) std::printf("BROKEN: %s\n", p.c_str());
+            std::printf("reconcile: %zu problem(s)\n", problems.size());
+            return problems.empty() ? 0 : 1;
+        }
+        std::fprintf(stderr, "usage: ledger-worker [run|migrate|seed-demo|reconcile]\n");
+        return 2;
+    } catch (const config::config_error& e) {
+        std::fprintf(stderr, "ledger-worker: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        log::error("ledger-worker failed", {{"error", e.what()}});
+        return 1;
+    }
+}

@@ -1,0 +1,544 @@
+// Applies a batch of accepted transactions in one DB transaction: locks the wallets in id
+// order, recognises duplicates through the inbox and the transaction status, applies each
+// wallet's transactions in acceptance order, and writes postings set-based.
+#include "ledger.hpp"
+
+#include "txp/common/ids.hpp"
+#include "txp/common/log.hpp"
+#include "txp/common/money.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace txp::ledger {
+
+namespace {
+
+struct wallet_state {
+    std::int64_t id = 0;
+    std::int64_t owner_id = 0;
+    std::string currency;
+    std::string status;
+    std::int64_t balance = 0;
+    std::int64_t limit = 0;
+    bool overdrawn = false;
+    std::int64_t next = 1;
+    bool changed = false;
+};
+
+struct tx_row {
+    std::string id, type, currency, status;
+    std::int64_t wallet_id = 0, amount = 0, sequence = 0;
+    std::optional<std::int64_t> to_wallet_id, to_sequence, balance_after, to_balance_after;
+    std::optional<std::string> reverses, reason, reference;
+    std::string finished_at;
+};
+
+template <typename T>
+std::optional<T> opt(const pqxx::field& f) {
+    if (f.is_null()) return std::nullopt;
+    return f.as<T>();
+}
+
+struct posting {
+    std::string tx_id;
+    std::optional<std::int64_t> wallet_id;
+    std::optional<std::string> system_account;
+    std::int64_t amount;
+    std::string currency;
+};
+
+struct tx_update {
+    std::string id, status;
+    std::optional<std::string> reason;
+    std::optional<std::int64_t> balance_after, to_balance_after;
+};
+
+bool content_matches(const tx_message& m, const tx_row& r) {
+    return m.type == r.type && m.wallet_id == r.wallet_id && m.to_wallet_id == r.to_wallet_id && m.amount == r.amount &&
+           m.currency == r.currency && m.sequence == r.sequence && m.to_sequence == r.to_sequence &&
+           m.reverses_transaction_id == r.reverses;
+}
+
+class batch {
+public:
+    batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica)
+        : w_(w), items_(items), replica_(replica), out_(items.size()) {}
+
+    std::vector<outcome> run() {
+        lock_wallets();
+        load_inbox();
+        load_transactions();
+        classify();
+        apply_in_order();
+        resolve_in_batch_duplicates();
+        write();
+        return std::move(out_);
+    }
+
+private:
+    void lock_wallets() {
+        std::set<std::int64_t> ids;
+        for (const auto& it : items_) {
+            ids.insert(it.msg.wallet_id);
+            if (it.msg.to_wallet_id) ids.insert(*it.msg.to_wallet_id);
+        }
+        std::vector<std::int64_t> v(ids.begin(), ids.end());
+        // ORDER BY id: rows are locked in id order, so concurrent batches cannot deadlock.
+        auto r = w_.exec_params(
+            "SELECT id, owner_id, currency, status, balance, overdraft_limit, overdrawn, next_apply_seq "
+            "FROM ledger.wallets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            db::array_literal(v));
+        for (const auto& row : r) {
+            wallet_state s;
+            s.id = row[0].as<std::int64_t>();
+            s.owner_id = row[1].as<std::int64_t>();
+            s.currency = row[2].as<std::string>();
+            s.status = row[3].as<std::string>();
+            s.balance = row[4].as<std::int64_t>();
+            s.limit = row[5].as<std::int64_t>();
+            s.overdrawn = row[6].as<bool>();
+            s.next = row[7].as<std::int64_t>();
+            wallets_.emplace(s.id, s);
+        }
+    }
+
+    void load_inbox() {
+        std::vector<std::string> ids;
+        for (const auto& it : items_) ids.push_back(it.message_id);
+        auto r = w_.exec_params("SELECT message_id FROM ledger.inbox WHERE message_id = ANY($1::text[])",
+                                db::array_literal(ids));
+        for (const auto& row : r) inbox_.insert(row[0].as<std::string>());
+    }
+
+    void load_transactions() {
+        std::vector<std::string> ids;
+        for (const auto& it : items_) {
+            ids.push_back(it.msg.transaction_id);
+            if (it.msg.reverses_transaction_id) ids.push_back(*it.msg.reverses_transaction_id);
+        }
+        auto r = w_.exec_params(
+            "SELECT id::text, type, wallet_id, to_wallet_id, amount, currency, sequence, to_sequence, "
+            "reverses_transaction_id::text, status, reason, balance_after, to_balance_after, idempotency_key, "
+            "to_char(coalesce(finished_at, updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+            "FROM ledger.transactions WHERE id = ANY($1::uuid[])",
+            db::array_literal(ids));
+        for (const auto& row : r) {
+            tx_row t;
+            t.id = row[0].as<std::string>();
+            t.type = row[1].as<std::string>();
+            t.wallet_id = row[2].as<std::int64_t>();
+            t.to_wallet_id = opt<std::int64_t>(row[3]);
+            t.amount = row[4].as<std::int64_t>();
+            t.currency = row[5].as<std::string>();
+            t.sequence = row[6].as<std::int64_t>();
+            t.to_sequence = opt<std::int64_t>(row[7]);
+            t.reverses = opt<std::string>(row[8]);
+            t.status = row[9].as<std::string>();
+            t.reason = opt<std::string>(row[10]);
+            t.balance_after = opt<std::int64_t>(row[11]);
+            t.to_balance_after = opt<std::int64_t>(row[12]);
+            t.reference = opt<std::string>(row[13]);
+            t.finished_at = row[14].as<std::string>();
+            rows_.emplace(t.id, std::move(t));
+        }
+    }
+
+    tx_event event_from_row(const tx_row& t) {
+        tx_event e;
+        e.transaction_id = t.id;
+        e.status = t.status;
+        e.reason = t.reason;
+        e.type = t.type;
+        e.wallet_id = t.wallet_id;
+        e.to_wallet_id = t.to_wallet_id;
+        e.amount = t.amount;
+        e.currency = t.currency;
+        e.balance_after = t.balance_after;
+        e.to_balance_after = t.to_balance_after;
+        e.reference = t.reference;
+        e.occurred_at = t.finished_at;
+        if (auto it = wallets_.find(t.wallet_id); it != wallets_.end()) e.owner_id = it->second.owner_id;
+        if (t.to_wallet_id) {
+            if (auto it = wallets_.find(*t.to_wallet_id); it != wallets_.end()) e.to_owner_id = it->second.owner_id;
+        }
+        return e;
+    }
+
+    void classify() {
+        std::unordered_map<std::string, std::size_t> first_of_tx;
+        for (std::size_t i = 0; i < items_.size(); ++i) {
+            const auto& m = items_[i].msg;
+            auto& o = out_[i];
+            auto row = rows_.find(m.transaction_id);
+            if (row == rows_.end()) {
+                o = {outcome_kind::invalid, "unknown_transaction",
+                     "no accepted transaction " + m.transaction_id + " (not published through the acceptance function)", {}};
+                continue;
+            }
+            if (!content_matches(m, row->second)) {
+                o = {outcome_kind::invalid, "content_mismatch",
+                     "the message differs from accepted transaction " + m.transaction_id, {}};
+                continue;
+            }
+            if (!wallets_.count(m.wallet_id) || (m.to_wallet_id && !wallets_.count(*m.to_wallet_id))) {
+                o = {outcome_kind::invalid, "unknown_wallet", "wallet not found", {}};
+                continue;
+            }
+            if (auto [it, inserted] = first_of_tx.emplace(m.transaction_id, i); !inserted) {
+                dup_of_.emplace_back(i, it->second);
+                continue;
+            }
+            if (inbox_.count(items_[i].message_id) || row->second.status != "queued") {
+                o.kind = outcome_kind::duplicate;
+                if (row->second.status != "queued") o.event = event_from_row(row->second);
+                inbox_new_.emplace_back(items_[i].message_id, m.transaction_id);
+                continue;
+            }
+            pending_.push_back(i);
+        }
+    }
+
+    bool ready(const tx_message& m) {
+        if (wallets_.at(m.wallet_id).next != m.sequence) return false;
+        return !m.to_wallet_id || wallets_.at(*m.to_wallet_id).next == *m.to_sequence;
+    }
+
+    // Moves a wallet's expected sequence past transactions that were parked as failed.
+    bool skip_failed(wallet_state& ws, std::int64_t up_to) {
+        auto r = w_.exec_params(
+            "SELECT s, status FROM ("
+            "  SELECT sequence AS s, status FROM ledger.transactions WHERE wallet_id = $1 AND sequence >= $2 AND sequence < $3"
+            "  UNION ALL"
+            "  SELECT to_sequence, status FROM ledger.transactions WHERE to_wallet_id = $1 AND to_sequence >= $2 AND to_sequence < $3"
+            ") x ORDER BY s",
+            ws.id, ws.next, up_to);
+        bool moved = false;
+        for (const auto& row : r) {
+            if (row[0].as<std::int64_t>() != ws.next || row[1].as<std::string>() != "failed") break;
+            ++ws.next;
+            ws.changed = true;
+            moved = true;
+        }
+        return moved;
+    }
+
+    void apply_in_order() {
+        std::vector<bool> done(items_.size(), false);
+        bool skipped_once = false;
+        for (;;) {
+            bool progress = true;
+            while (progress) {
+                progress = false;
+                for (auto i : pending_) {
+                    if (done[i] || !ready(items_[i].msg)) continue;
+                    apply_one(i);
+                    done[i] = true;
+                    progress = true;
+                }
+            }
+            // Anything left waits for a predecessor; unless the predecessors were parked as
+            // failed, in which case the wallet moves past them (once per batch).
+            bool moved = false;
+            if (!skipped_once) {
+                for (auto i : pending_) {
+                    if (done[i]) continue;
+                    const auto& m = items_[i].msg;
+                    auto& ws = wallets_.at(m.wallet_id);
+                    if (ws.next < m.sequence) moved |= skip_failed(ws, m.sequence);
+                    if (m.to_wallet_id) {
+                        auto& wt = wallets_.at(*m.to_wallet_id);
+                        if (wt.next < *m.to_sequence) moved |= skip_failed(wt, *m.to_sequence);
+                    }
+                }
+                skipped_once = true;
+            }
+            if (!moved) break;
+        }
+        for (auto i : pending_) {
+            if (done[i]) continue;
+            const auto& m = items_[i].msg;
+            const auto& ws = wallets_.at(m.wallet_id);
+            bool stale = ws.next > m.sequence || (m.to_wallet_id && wallets_.at(*m.to_wallet_id).next > *m.to_sequence);
+            if (stale) {
+                // A queued transaction behind its wallet's applied sequence breaks an invariant.
+                out_[i] = {outcome_kind::invalid, "sequence_conflict",
+                           "wallet " + std::to_string(m.wallet_id) + " is past sequence " + std::to_string(m.sequence), {}};
+                log::error("sequence conflict: a queued transaction is behind its wallet's applied sequence",
+                           {{"transaction_id", m.transaction_id}, {"wallet_id", m.wallet_id}, {"sequence", m.sequence},
+                            {"next_apply_seq", ws.next}});
+            } else {
+                out_[i].kind = outcome_kind::early;
+                out_[i].reason = "awaiting_predecessor";
+                out_[i].detail = "wallet " + std::to_string(m.wallet_id) + " expects sequence " + std::to_string(ws.next);
+            }
+        }
+    }
+
+    void post(const std::string& tx, std::optional<std::int64_t> wallet, std::optional<std::string> account,
+              std::int64_t amount, const std::string& currency) {
+        postings_.push_back({tx, wallet, std::move(account), amount, currency});
+    }
+
+    void apply_one(std::size_t i) {
+        const auto& m = items_[i].msg;
+        auto& w = wallets_.at(m.wallet_id);
+        wallet_state* t = m.to_wallet_id ? &wallets_.at(*m.to_wallet_id) : nullptr;
+        std::optional<std::string> reject;
+        const std::string& tx = m.transaction_id;
+
+        auto outgoing_check = [&](wallet_state& from) -> std::optional<std::string> {
+            if (from.overdrawn) return "wallet_overdrawn";
+            std::int64_t after;
+            if (__builtin_sub_overflow(from.balance, m.amount, &after) || after < -from.limit) return "insufficient_funds";
+            return std::nullopt;
+        };
+        auto credit = [&](wallet_state& to) -> bool {
+            auto v = money::checked_add(to.balance, m.amount);
+            if (!v) return false;
+            to.balance = *v;
+            return true;
+        };
+
+        if (m.type == "deposit") {
+            if (w.status != "active") reject = "wallet_closed";
+            else if (w.currency != m.currency) reject = "currency_mismatch";
+            else if (!money::checked_add(w.balance, m.amount)) reject = "balance_overflow";
+            else {
+                credit(w);
+                post(tx, w.id, std::nullopt, m.amount, m.currency);
+                post(tx, std::nullopt, "external:bank", -m.amount, m.currency);
+            }
+        } else if (m.type == "withdrawal" || m.type == "payment") {
+            if (w.status != "active") reject = "wallet_closed";
+            else if (w.currency != m.currency) reject = "currency_mismatch";
+            else if ((reject = outgoing_check(w))) {
+            } else {
+                w.balance -= m.amount;
+                post(tx, w.id, std::nullopt, -m.amount, m.currency);
+                post(tx, std::nullopt, m.type == "payment" ? "external:merchant" : "external:bank", m.amount, m.currency);
+            }
+        } else if (m.type == "transfer") {
+            if (w.status != "active" || t->status != "active") reject = "wallet_closed";
+            else if (w.currency != m.currency || t->currency != m.currency) reject = "currency_mismatch";
+            else if ((reject = outgoing_check(w))) {
+            } else if (!money::checked_add(t->balance, m.amount)) reject = "balance_overflow";
+            else {
+                w.balance -= m.amount;
+                credit(*t);
+                post(tx, w.id, std::nullopt, -m.amount, m.currency);
+                post(tx, t->id, std::nullopt, m.amount, m.currency);
+            }
+        } else if (m.type == "reversal") {
+            auto orig = rows_.find(*m.reverses_transaction_id);
+            if (orig == rows_.end() || orig->second.status != "completed") {
+                reject = "not_reversible";
+            } else {
+                // A reversal records a fact (the bank took the money back): it is applied even
+                // below the limit, and the wallet is then marked overdrawn.
+                const auto& o = orig->second;
+                std::int64_t sign = (o.type == "deposit") ? -1 : 1;  // deposit reversed: money leaves
+                auto add = [&](wallet_state& ws, std::int64_t delta) {
+                    auto v = money::checked_add(ws.balance, delta);
+                    if (v) ws.balance = *v;
+                    return v.has_value();
+                };
+                if (o.type == "transfer") {
+                    if (!money::checked_add(w.balance, m.amount)) reject = "balance_overflow";
+                    else {
+                        add(w, m.amount);
+                        add(*t, -m.amount);
+                        post(tx, w.id, std::nullopt, m.amount, m.currency);
+                        post(tx, t->id, std::nullopt, -m.amount, m.currency);
+                    }
+                } else if (!money::checked_add(w.balance, sign * m.amount)) {
+                    reject = "balance_overflow";
+                } else {
+                    add(w, sign * m.amount);
+                    post(tx, w.id, std::nullopt, sign * m.amount, m.currency);
+                    post(tx, std::nullopt, o.type == "payment" ? "external:merchant" : "external:bank", -sign * m.amount,
+                         m.currency);
+                }
+            }
+        }
+
+        for (auto* ws : {&w, t}) {
+            if (!ws) continue;
+            ws->overdrawn = ws->balance < -ws->limit;
+            ws->changed = true;
+        }
+        w.next = m.sequence + 1;
+        if (t) t->next = *m.to_sequence + 1;
+
+        tx_update u;
+        u.id = tx;
+        u.status = reject ? "rejected" : "completed";
+        u.reason = reject;
+        u.balance_after = w.balance;
+        if (t) u.to_balance_after = t->balance;
+        updates_.push_back(u);
+        inbox_new_.emplace_back(items_[i].message_id, tx);
+
+        tx_event e;
+        e.transaction_id = tx;
+        e.status = u.status;
+        e.reason = reject;
+        e.type = m.type;
+        e.wallet_id = m.wallet_id;
+        e.to_wallet_id = m.to_wallet_id;
+        e.owner_id = w.owner_id;
+        if (t) e.to_owner_id = t->owner_id;
+        e.amount = m.amount;
+        e.currency = m.currency;
+        e.balance_after = u.balance_after;
+        e.to_balance_after = u.to_balance_after;
+        e.reference = m.reference;
+        e.occurred_at = ids::iso8601_now();
+        out_[i] = {reject ? outcome_kind::rejected : outcome_kind::completed, reject.value_or(""), "", e};
+        if (!reject) {
+            rows_[tx].status = "completed";  // a reversal later in this batch may reverse it
+        }
+    }
+
+    void resolve_in_batch_duplicates() {
+        for (auto [i, j] : dup_of_) {
+            out_[i].kind = outcome_kind::duplicate;
+            if (out_[j].kind == outcome_kind::completed || out_[j].kind == outcome_kind::rejected) {
+                out_[i].event = out_[j].event;
+                inbox_new_.emplace_back(items_[i].message_id, items_[i].msg.transaction_id);
+            }
+        }
+    }
+
+    void write() {
+        if (!postings_.empty()) {
+            std::vector<std::string> tx, cur;
+            std::vector<std::optional<std::int64_t>> wallet;
+            std::vector<std::optional<std::string>> account;
+            std::vector<std::int64_t> amount;
+            for (const auto& p : postings_) {
+                tx.push_back(p.tx_id);
+                wallet.push_back(p.wallet_id);
+                account.push_back(p.system_account);
+                amount.push_back(p.amount);
+                cur.push_back(p.currency);
+            }
+            w_.exec_params(
+                "INSERT INTO ledger.entries (transaction_id, wallet_id, system_account, amount, currency) "
+                "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])",
+                db::array_literal(tx), db::array_literal(wallet), db::array_literal(account), db::array_literal(amount),
+                db::array_literal(cur));
+        }
+        std::vector<std::int64_t> wid, bal, next;
+        std::vector<std::string> od;
+        for (const auto& [id, ws] : wallets_) {
+            if (!ws.changed) continue;
+            wid.push_back(id);
+            bal.push_back(ws.balance);
+            next.push_back(ws.next);
+            od.push_back(ws.overdrawn ? "true" : "false");
+        }
+        if (!wid.empty()) {
+            w_.exec_params(
+                "UPDATE ledger.wallets w SET balance = v.balance, overdrawn = v.overdrawn, next_apply_seq = v.next, "
+                "updated_at = now() FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::bigint[]) "
+                "AS v(id, balance, overdrawn, next) WHERE w.id = v.id",
+                db::array_literal(wid), db::array_literal(bal), db::array_literal(od), db::array_literal(next));
+        }
+        if (!updates_.empty()) {
+            std::vector<std::string> id, st;
+            std::vector<std::optional<std::string>> reason;
+            std::vector<std::optional<std::int64_t>> ba, tba;
+            for (const auto& u : updates_) {
+                id.push_back(u.id);
+                st.push_back(u.status);
+                reason.push_back(u.reason);
+                ba.push_back(u.balance_after);
+                tba.push_back(u.to_balance_after);
+            }
+            auto r = w_.exec_params(
+                "UPDATE ledger.transactions t SET status = v.status, reason = v.reason, balance_after = v.ba, "
+                "to_balance_after = v.tba, applied_by = $6, finished_at = now(), updated_at = now() "
+                "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(id, status, reason, ba, tba) "
+                "WHERE t.id = v.id AND t.status = 'queued'",
+                db::array_literal(id), db::array_literal(st), db::array_literal(reason), db::array_literal(ba),
+                db::array_literal(tba), replica_);
+            if (r.affected_rows() != updates_.size()) {
+                // The wallet locks make this impossible; if it happens, roll back everything.
+                throw db::db_error(db::failure_kind::transient, "transaction status changed concurrently");
+            }
+        }
+        if (!inbox_new_.empty()) {
+            std::vector<std::string> mid, tid;
+            for (const auto& [m, t] : inbox_new_) {
+                mid.push_back(m);
+                tid.push_back(t);
+            }
+            w_.exec_params(
+                "INSERT INTO ledger.inbox (message_id, transaction_id) SELECT * FROM unnest($1::text[], $2::uuid[]) "
+                "ON CONFLICT (message_id) DO NOTHING",
+                db::array_literal(mid), db::array_literal(tid));
+        }
+    }
+
+    pqxx::work& w_;
+    const std::vector<batch_item>& items_;
+    const std::string& replica_;
+    std::vector<outcome> out_;
+    std::map<std::int64_t, wallet_state> wallets_;
+    std::unordered_set<std::string> inbox_;
+    std::unordered_map<std::string, tx_row> rows_;
+    std::vector<std::size_t> pending_;
+    std::vector<std::pair<std::size_t, std::size_t>> dup_of_;
+    std::vector<posting> postings_;
+    std::vector<tx_update> updates_;
+    std::vector<std::pair<std::string, std::string>> inbox_new_;
+};
+
+}  // namespace
+
+processor::processor(db::pool& pool, std::string replica) : pool_(pool), replica_(std::move(replica)) {}
+
+std::vector<outcome> processor::apply(const std::vector<batch_item>& items) {
+    std::vector<outcome> out;
+    if (items.empty()) return out;
+    db::with_transaction(pool_, [&](pqxx::work& w) { out = batch(w, items, replica_).run(); });
+    return out;
+}
+
+std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::string& reason) {
+    std::optional<tx_event> ev;
+    db::with_transaction(pool_, [&](pqxx::work& w) {
+        ev.reset();
+        auto r = w.exec_params(
+            "UPDATE ledger.transactions t SET status = 'failed', reason = $2, applied_by = $3, finished_at = now(), "
+            "updated_at = now() WHERE t.id = $1::uuid AND t.status = 'queued' AND t.wallet_id = $4 AND t.amount = $5 "
+            "AND t.sequence = $6 "
+            "RETURNING (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
+            "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id), "
+            "(SELECT balance FROM ledger.wallets WHERE id = t.wallet_id)",
+            m.transaction_id, reason, replica_, m.wallet_id, m.amount, m.sequence);
+        if (r.empty()) return;
+        tx_event e;
+        e.transaction_id = m.transaction_id;
+        e.status = "failed";
+        e.reason = reason;
+        e.type = m.type;
+        e.wallet_id = m.wallet_id;
+        e.to_wallet_id = m.to_wallet_id;
+        e.owner_id = opt<std::int64_t>(r[0][0]);
+        e.to_owner_id = opt<std::int64_t>(r[0][1]);
+        e.balance_after = opt<std::int64_t>(r[0][2]);
+        e.amount = m.amount;
+        e.currency = m.currency;
+        e.reference = m.reference;
+        e.occurred_at = ids::iso8601_now();
+        ev = e;
+    });
+    return ev;
+}
+
+}  // namespace txp::ledger

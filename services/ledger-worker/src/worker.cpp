@@ -1,0 +1,231 @@
+// ledger-worker consume loop (see worker.hpp).
+#include "worker.hpp"
+
+#include "txp/common/ids.hpp"
+#include "txp/common/log.hpp"
+#include "txp/common/metrics.hpp"
+
+namespace txp::ledger {
+
+namespace {
+
+constexpr const char* service_name = "ledger-worker";
+
+metrics::counter& outcome_counter(const char* outcome) {
+    return metrics::global().get_counter("txp_ledger_messages_total", "Messages handled by outcome",
+                                         {{"outcome", outcome}});
+}
+
+amqp::outgoing event_message(const tx_event& e, const amqp::delivery& cause) {
+    amqp::outgoing o;
+    o.exchange = amqp::events_exchange;
+    o.routing_key = e.routing_key();
+    o.body = e.to_json();
+    o.props.message_id = e.event_id();
+    o.props.correlation_id = cause.props.correlation_id;
+    o.props.type = event_type;
+    o.props.app_id = service_name;
+    o.props.timestamp = ids::unix_seconds();
+    return o;
+}
+
+std::string message_id_of(const amqp::delivery& d, const tx_message& m) {
+    return d.props.message_id.empty() ? "tx:" + m.transaction_id : d.props.message_id;
+}
+
+}  // namespace
+
+worker::worker(worker_options opts, db::pool& pool, std::string replica)
+    : opts_(std::move(opts)),
+      replica_(std::move(replica)),
+      processor_(pool, replica_),
+      consumer_(opts_.amqp, amqp::txp_topology(), opts_.queue, opts_.prefetch),
+      publisher_(opts_.amqp, amqp::txp_topology()) {}
+
+worker::~worker() = default;
+
+void worker::run(const std::function<bool()>& stop) {
+    log::info("consuming", {{"queue", opts_.queue}, {"batch_size", opts_.batch_size}, {"prefetch", opts_.prefetch}});
+    while (!stop()) {
+        auto first_wait = held_.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(20);
+        auto fresh = consumer_.next_batch(opts_.batch_size, first_wait, opts_.linger);
+        std::vector<held_delivery> batch;
+        // Held deliveries of a lost connection will be redelivered: drop them here.
+        auto gen = consumer_.generation();
+        for (auto& h : held_) {
+            if (h.d.generation == gen) batch.push_back(std::move(h));
+        }
+        held_.clear();
+        auto now = std::chrono::steady_clock::now();
+        for (auto& d : fresh) batch.push_back({std::move(d), now});
+        if (batch.empty()) continue;
+        handle(std::move(batch));
+    }
+    // Graceful stop: no new deliveries; what is held goes back to the broker.
+    consumer_.cancel();
+    for (auto& h : held_) consumer_.nack(h.d, true);
+    held_.clear();
+    log::info("stopped consuming", {{"processed", processed_.load()}});
+}
+
+void worker::handle(std::vector<held_delivery> batch) {
+    struct pending_publish {
+        std::size_t delivery;
+        amqp::outgoing msg;
+        std::optional<tx_message> fail_on_park;  // a parked valid transaction is ended as failed
+    };
+    std::vector<pending_publish> out;
+    std::vector<std::optional<tx_message>> parsed(batch.size());
+    std::vector<bool> keep(batch.size(), false);
+    std::vector<batch_item> items;
+    std::vector<std::size_t> item_of;
+
+    auto route = [&](std::size_t i, amqp::failure_kind kind, const std::string& reason, const std::string& detail) {
+        auto o = amqp::route_failure(batch[i].d, opts_.queue, {kind, reason, detail}, service_name);
+        bool parked = amqp::is_parked(o);
+        log::write(parked ? log::level::error : log::level::warn, parked ? "message parked in the error queue" : "message sent to retry",
+                   {{"reason", reason}, {"detail", detail}, {"routing_key", o.routing_key},
+                    {"transaction_id", parsed[i] ? parsed[i]->transaction_id : std::string()}});
+        outcome_counter(parked ? "parked" : "retried").inc();
+        out.push_back({i, std::move(o), parked ? parsed[i] : std::nullopt});
+    };
+
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        invalid_message why;
+        parsed[i] = parse_message(batch[i].d.body, batch[i].d.props.type, why);
+        if (!parsed[i]) {
+            route(i, amqp::failure_kind::permanent, why.reason, why.detail);
+            continue;
+        }
+        items.push_back({message_id_of(batch[i].d, *parsed[i]), *parsed[i]});
+        item_of.push_back(i);
+    }
+
+    auto apply_group = [&](const std::vector<batch_item>& group, const std::vector<std::size_t>& idx) {
+        auto start = std::chrono::steady_clock::now();
+        auto outcomes = processor_.apply(group);
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+        metrics::global().get_histogram("txp_ledger_batch_seconds", "Time to apply one batch in the database")
+            .observe_us(static_cast<std::uint64_t>(us));
+        for (std::size_t k = 0; k < outcomes.size(); ++k) {
+            auto i = idx[k];
+            auto& o = outcomes[k];
+            const auto& m = group[k].msg;
+            log::scope s(batch[i].d.props.message_id, batch[i].d.props.correlation_id);
+            switch (o.kind) {
+                case outcome_kind::completed:
+                case outcome_kind::rejected:
+                    log::info(o.kind == outcome_kind::completed ? "transaction completed" : "transaction rejected",
+                              {{"transaction_id", m.transaction_id}, {"type", m.type}, {"wallet_id", m.wallet_id},
+                               {"amount", m.amount}, {"currency", m.currency}, {"sequence", m.sequence},
+                               {"reason", o.reason}, {"balance_after", o.event->balance_after.value_or(0)}});
+                    outcome_counter(o.kind == outcome_kind::completed ? "completed" : "rejected").inc();
+                    out.push_back({i, event_message(*o.event, batch[i].d), std::nullopt});
+                    break;
+                case outcome_kind::duplicate:
+                    log::info("duplicate message: announcing the recorded outcome again",
+                              {{"transaction_id", m.transaction_id},
+                               {"status", o.event ? o.event->status : std::string("queued")}});
+                    outcome_counter("duplicate").inc();
+                    if (o.event) out.push_back({i, event_message(*o.event, batch[i].d), std::nullopt});
+                    break;
+                case outcome_kind::early: {
+                    if (std::chrono::steady_clock::now() - batch[i].first_seen < opts_.hold_early) {
+                        keep[i] = true;  // its predecessor may be in the next batch
+                        break;
+                    }
+                    // Not a failure: back through the shortest tier without counting an attempt.
+                    amqp::outgoing hop;
+                    hop.exchange = amqp::retry_exchange;
+                    hop.routing_key = amqp::retry_queue_name(opts_.queue, amqp::default_retry_tiers().front());
+                    hop.body = batch[i].d.body;
+                    hop.props = batch[i].d.props;
+                    auto& hops = hop.props.headers["x-early-hops"];
+                    std::int64_t n = std::holds_alternative<std::int64_t>(hops) ? std::get<std::int64_t>(hops) : 0;
+                    hops = n + 1;
+                    log::info("waiting for predecessor", {{"transaction_id", m.transaction_id}, {"wallet_id", m.wallet_id},
+                                                          {"sequence", m.sequence}, {"detail", o.detail}});
+                    outcome_counter("early").inc();
+                    out.push_back({i, std::move(hop), std::nullopt});
+                    break;
+                }
+                case outcome_kind::invalid:
+                    route(i, amqp::failure_kind::permanent, o.reason, o.detail);
+                    break;
+            }
+        }
+    };
+
+    if (!items.empty()) {
+        try {
+            apply_group(items, item_of);
+        } catch (const db::db_error& e) {
+            if (e.kind() == db::failure_kind::transient) {
+                for (auto i : item_of) route(i, amqp::failure_kind::transient, "database_unavailable", e.what());
+            } else if (items.size() == 1) {
+                route(item_of[0], amqp::failure_kind::permanent, "apply_failed", e.what());
+            } else {
+                // Find the one that fails: apply the batch one message at a time.
+                log::warn("batch failed permanently; applying its messages one by one", {{"error", e.what()}});
+                for (std::size_t k = 0; k < items.size(); ++k) {
+                    try {
+                        apply_group({items[k]}, {item_of[k]});
+                    } catch (const db::db_error& e1) {
+                        route(item_of[k],
+                              e1.kind() == db::failure_kind::transient ? amqp::failure_kind::transient
+                                                                        : amqp::failure_kind::permanent,
+                              e1.kind() == db::failure_kind::transient ? "database_unavailable" : "apply_failed",
+                              e1.what());
+                    }
+                }
+            }
+        }
+    }
+
+    // A valid transaction that ends in the error queue ends as failed, so its wallet moves on.
+    std::vector<pending_publish> failed_events;
+    for (auto& p : out) {
+        if (!p.fail_on_park) continue;
+        try {
+            if (auto ev = processor_.mark_failed(*p.fail_on_park, p.msg.props.headers.count(amqp::header_error_reason)
+                                                                      ? std::get<std::string>(p.msg.props.headers.at(amqp::header_error_reason))
+                                                                      : std::string("parked"))) {
+                failed_events.push_back({p.delivery, event_message(*ev, batch[p.delivery].d), std::nullopt});
+            }
+        } catch (const std::exception& e) {
+            log::error("could not mark a parked transaction failed (reconcile will show it queued)",
+                       {{"transaction_id", p.fail_on_park->transaction_id}, {"error", e.what()}});
+        }
+    }
+    for (auto& f : failed_events) out.push_back(std::move(f));
+
+    std::vector<amqp::outgoing> msgs;
+    msgs.reserve(out.size());
+    for (auto& p : out) msgs.push_back(p.msg);
+    std::vector<bool> ok(batch.size(), true);
+    if (!msgs.empty()) {
+        auto results = publisher_.publish(msgs, opts_.publish_timeout);
+        for (std::size_t k = 0; k < results.size(); ++k) {
+            if (results[k].status != amqp::publish_status::confirmed) {
+                ok[out[k].delivery] = false;
+                log::error("publish not confirmed; the message will be redelivered",
+                           {{"routing_key", msgs[k].routing_key}, {"status", amqp::to_string(results[k].status)},
+                            {"detail", results[k].detail}});
+            }
+        }
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (keep[i]) {
+            held_.push_back(std::move(batch[i]));
+            continue;
+        }
+        if (ok[i]) {
+            consumer_.ack(batch[i].d);
+            ++processed_;
+        } else {
+            consumer_.nack(batch[i].d, true);
+        }
+    }
+}
+
+}  // namespace txp::ledger

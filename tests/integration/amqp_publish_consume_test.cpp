@@ -1,0 +1,227 @@
+// txp::amqp against the real broker: confirmed publishing, consuming with acks, returns,
+// cancel, and the topology (idempotent declare, the committed definitions file).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "amqp_support.hpp"
+
+using namespace txp::amqp;
+using namespace amqp_test;
+
+TEST_CASE("2,000 confirmed messages arrive exactly once with their properties", "[amqp][integration]") {
+    scratch_queue q("roundtrip");
+    constexpr int n = 2000;
+    std::vector<outgoing> msgs;
+    for (int i = 0; i < n; ++i) {
+        outgoing m = q.message("id-" + std::to_string(i), R"({"i":)" + std::to_string(i) + "}");
+        m.props.correlation_id = "corr-" + std::to_string(i);
+        m.props.type = "test.message.v1";
+        m.props.app_id = "amqp_tests";
+        m.props.timestamp = 1700000000 + i;
+        m.props.headers["x-int"] = std::int64_t{i} * 1000000007LL;
+        m.props.headers["x-text"] = "text " + std::to_string(i);
+        m.props.headers["x-flag"] = i % 2 == 0;
+        msgs.push_back(std::move(m));
+    }
+
+    publisher pub(options("amqp_test.roundtrip.pub"), q.topo);
+    auto results = pub.publish(msgs, 60s);
+    REQUIRE(results.size() == n);
+    for (int i = 0; i < n; ++i) {
+        INFO(i << ": " << results[i].detail);
+        REQUIRE(results[i].status == publish_status::confirmed);
+    }
+
+    consumer con(options("amqp_test.roundtrip.con"), q.topo, q.name, 200);
+    std::vector<int> seen(n, 0);
+    int received = 0;
+    const auto deadline = clock::now() + 60s;
+    while (received < n && clock::now() < deadline) {
+        auto batch = con.next_batch(100, 2s, 20ms);
+        if (batch.empty()) continue;
+        for (const auto& d : batch) {
+            REQUIRE(d.props.message_id.rfind("id-", 0) == 0);
+            int i = std::stoi(d.props.message_id.substr(3));
+            REQUIRE(i >= 0);
+            REQUIRE(i < n);
+            ++seen[i];
+            ++received;
+            const outgoing& m = msgs[i];
+            CHECK(d.body == m.body);
+            CHECK(d.props.correlation_id == m.props.correlation_id);
+            CHECK(d.props.type == "test.message.v1");
+            CHECK(d.props.app_id == "amqp_tests");
+            CHECK(d.props.content_type == "application/json");
+            CHECK(d.props.timestamp == m.props.timestamp);
+            CHECK(d.props.persistent);
+            CHECK(d.props.headers == m.props.headers);
+            CHECK(d.exchange == "txp.commands");
+            CHECK(d.routing_key == q.routing_key);
+            CHECK(d.queue == q.name);
+            CHECK_FALSE(d.redelivered);
+        }
+        REQUIRE(con.ack_up_to(batch.back()));
+    }
+    CHECK(received == n);
+    for (int i = 0; i < n; ++i) {
+        INFO("message " << i);
+        CHECK(seen[i] == 1);
+    }
+    CHECK_FALSE(con.next(300ms).has_value());
+    con.close();
+
+    admin a(options("amqp_test.roundtrip.admin"));
+    // Acked for good: nothing comes back once the consumer's connection is gone.
+    CHECK(eventually([&] { return a.queue_depth(q.name) == 0; }, 5s));
+    CHECK_FALSE(a.get(q.name).has_value());
+}
+
+TEST_CASE("an unroutable publish is returned, not confirmed", "[amqp][integration]") {
+    scratch_queue q("returns");
+    publisher pub(options("amqp_test.returns.pub"), q.topo);
+
+    outgoing nowhere = q.message("lost-1", "{}");
+    nowhere.routing_key = "amqp_test.nobody." + txp::testing::unique_suffix();
+    std::vector<outgoing> msgs = {q.message("ok-1", "{}"), nowhere, q.message("ok-2", "{}")};
+    auto r = pub.publish(msgs, 10s);
+    REQUIRE(r.size() == 3);
+    CHECK(r[0].status == publish_status::confirmed);
+    CHECK(r[1].status == publish_status::returned);
+    CHECK(r[1].detail.find("NO_ROUTE") != std::string::npos);
+    CHECK(r[2].status == publish_status::confirmed);
+
+    CHECK_THROWS_AS(pub.publish_one(nowhere), publish_error);
+
+    // The publisher keeps working, and only the routable ones reached the queue.
+    pub.publish_one(q.message("ok-3", "{}"));
+    admin a(options("amqp_test.returns.admin"));
+    CHECK(eventually([&] { return a.queue_depth(q.name) == 3; }, 5s));
+}
+
+TEST_CASE("a publish to a missing exchange fails fast and the publisher recovers", "[amqp][integration]") {
+    scratch_queue q("noexchange");
+    publisher pub(options("amqp_test.noexchange.pub"), q.topo);
+    outgoing bad = q.message("bad-1", "{}");
+    bad.exchange = "amqp_test.no_such_exchange." + txp::testing::unique_suffix();
+    std::vector<outgoing> msgs = {bad};
+    const auto start = clock::now();
+    auto r = pub.publish(msgs, 30s);
+    CHECK(r[0].status == publish_status::failed);
+    CHECK(r[0].detail.find("no exchange") != std::string::npos);
+    CHECK(clock::now() - start < 25s);  // not by running into the timeout
+
+    pub.publish_one(q.message("good-1", "{}"));
+    admin a(options("amqp_test.noexchange.admin"));
+    CHECK(eventually([&] { return a.queue_depth(q.name) == 1; }, 5s));
+}
+
+TEST_CASE("after cancel no new deliveries arrive and the held ones can still be acked", "[amqp][integration]") {
+    scratch_queue q("cancel");
+    publisher pub(options("amqp_test.cancel.pub"), q.topo);
+    std::vector<outgoing> first;
+    for (int i = 0; i < 20; ++i) first.push_back(q.message("before-" + std::to_string(i), "{}"));
+    for (const auto& r : pub.publish(first, 10s)) REQUIRE(r.status == publish_status::confirmed);
+
+    consumer con(options("amqp_test.cancel.con"), q.topo, q.name, 5);
+    auto d = con.next(10s);
+    REQUIRE(d.has_value());
+    CHECK(con.ack(*d));
+    con.cancel();
+
+    // What the broker had already sent (at most the prefetch) is still handed out.
+    std::vector<delivery> held;
+    while (auto more = con.next(500ms)) held.push_back(std::move(*more));
+    CHECK(held.size() <= 5);
+    for (const auto& h : held) {
+        CHECK(h.props.message_id.rfind("before-", 0) == 0);
+        CHECK(con.ack(h));
+    }
+
+    std::vector<outgoing> later;
+    for (int i = 0; i < 5; ++i) later.push_back(q.message("after-" + std::to_string(i), "{}"));
+    for (const auto& r : pub.publish(later, 10s)) REQUIRE(r.status == publish_status::confirmed);
+    CHECK_FALSE(con.next(1s).has_value());
+
+    con.close();
+    const std::uint32_t expected = 20 - 1 - static_cast<std::uint32_t>(held.size()) + 5;
+    admin a(options("amqp_test.cancel.admin"));
+    CHECK(eventually([&] { return a.queue_depth(q.name) == expected; }, 10s));
+}
+
+TEST_CASE("a stale delivery cannot be acked on a new connection", "[amqp][integration]") {
+    scratch_queue q("stale");
+    publisher pub(options("amqp_test.stale.pub"), q.topo);
+    pub.publish_one(q.message("stale-1", "{}"));
+
+    const std::string name = "amqp_test.stale.con." + txp::testing::unique_suffix();
+    consumer con(options(name), q.topo, q.name, 10);
+    auto d = con.next(10s);
+    REQUIRE(d.has_value());
+    const auto gen = con.generation();
+    REQUIRE(eventually([&] { return close_connections_named(name) > 0; }, 30s, 250ms));
+
+    // The broker requeues it; the consumer reconnects by itself and gets it again.
+    auto again = con.next(20s);
+    REQUIRE(again.has_value());
+    CHECK(again->props.message_id == "stale-1");
+    CHECK(again->redelivered);
+    CHECK(con.generation() > gen);
+    CHECK_FALSE(con.ack(*d));
+    CHECK(con.ack(*again));
+}
+
+TEST_CASE("declaring the topology twice is harmless; a conflicting one is refused", "[amqp][integration]") {
+    admin a(options("amqp_test.topology.admin"));
+    REQUIRE_NOTHROW(a.declare(txp_topology()));
+    REQUIRE_NOTHROW(a.declare(txp_topology()));
+
+    topology changed = txp_topology();
+    changed.queues[1].message_ttl_ms = 12345;  // ledger.transactions.retry.1s with another TTL
+    REQUIRE(changed.queues[1].name == "ledger.transactions.retry.1s");
+    CHECK_THROWS_WITH(a.declare(changed), Catch::Contains("PRECONDITION_FAILED"));
+    // The admin stays usable after the channel error.
+    CHECK_NOTHROW(a.queue_depth("ledger.transactions.retry.1s"));
+    CHECK_THROWS(a.queue_depth("amqp_test.missing." + txp::testing::unique_suffix()));
+    CHECK_NOTHROW(a.queue_depth("ledger.transactions"));
+}
+
+TEST_CASE("the committed definitions file is the exported topology and RabbitMQ accepts it", "[amqp][integration]") {
+    std::ifstream in(TXP_AMQP_DEFINITIONS_FILE);
+    REQUIRE(in.good());
+    std::stringstream file;
+    file << in.rdbuf();
+    // Regenerate with: txp-export-definitions > deploy/rabbitmq/definitions.json
+    CHECK(file.str() == txp_topology().to_definitions_json());
+
+    // Import it into a fresh vhost, then declare the topology the services declare: any
+    // argument that differs would be refused with PRECONDITION_FAILED.
+    const std::string vh = "amqp_defs_" + txp::testing::unique_suffix();
+    int status = 0;
+    txp::testing::rabbit_api_call("PUT", "/vhosts/" + vh, &status);
+    REQUIRE((status == 201 || status == 204));
+    struct vhost_guard {
+        std::string vh;
+        ~vhost_guard() { txp::testing::rabbit_api_call("DELETE", "/vhosts/" + vh); }
+    } guard{vh};
+    std::string out;
+    txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' -d "
+                      "'{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}' '" +
+                          txp::testing::rabbit_api() + "/permissions/" + vh + "/guest'",
+                      &out);
+    REQUIRE((out == "201" || out == "204"));
+    out.clear();
+    txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' "
+                      "--data-binary @" TXP_AMQP_DEFINITIONS_FILE " '" +
+                          txp::testing::rabbit_api() + "/definitions/" + vh + "'",
+                      &out);
+    REQUIRE((out == "201" || out == "204"));
+
+    connection_options o = options("amqp_test.definitions");
+    o.ep.vhost = vh;
+    admin a(o);
+    CHECK(a.queue_depth("ledger.transactions.retry.60s") == 0);  // imported
+    CHECK_NOTHROW(a.declare(txp_topology()));
+}

@@ -1,0 +1,279 @@
+// The ledger against the real PostgreSQL: acceptance, every transaction type, every
+// rejection reason, order, duplicates and the invariants, through the processor that the
+// worker uses (no broker here; tests/integration/ledger_worker_test.cpp covers it).
+#include "ledger_fixture.hpp"
+
+#include "txp/common/ids.hpp"
+#include "txp/testing/env.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace txp;
+using txp::ledger::outcome_kind;
+
+namespace {
+
+ledger::outcome apply_one(testing::ledger_fixture& f, const ledger::tx_message& m, std::string mid = "") {
+    ledger::processor p(f.ledger_pool(), "test");
+    if (mid.empty()) mid = ids::uuid_v4();
+    return p.apply({{mid, m}}).at(0);
+}
+
+std::int64_t sum_entries(testing::ledger_fixture& f, const std::string& tx) {
+    auto l = f.ledger_pool().acquire();
+    pqxx::read_transaction r(*l);
+    return r.exec_params("SELECT coalesce(sum(amount), 0) FROM ledger.entries WHERE transaction_id = $1::uuid", tx)[0][0]
+        .as<std::int64_t>();
+}
+
+std::string sqlstate_of(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        return db::sqlstate_of(e);
+    }
+    return "none";
+}
+
+}  // namespace
+
+TEST_CASE("every transaction type posts balanced entries", "[ledger]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto b = f.open_wallet(2);
+    f.fund(a, 10'000);
+    CHECK(f.balance(a) == 10'000);
+
+    auto w = f.accept("withdrawal", a, std::nullopt, 1'000);
+    auto p = f.accept("payment", a, std::nullopt, 500);
+    auto t = f.accept("transfer", a, b, 2'000);
+    for (const auto& m : {w, p, t}) {
+        auto o = apply_one(f, m);
+        CHECK(o.kind == outcome_kind::completed);
+        REQUIRE(o.event);
+        CHECK(o.event->status == "completed");
+        CHECK(f.status(m.transaction_id) == "completed");
+        CHECK(f.entry_count(m.transaction_id) == 2);
+        CHECK(sum_entries(f, m.transaction_id) == 0);
+    }
+    CHECK(f.balance(a) == 10'000 - 1'000 - 500 - 2'000);
+    CHECK(f.balance(b) == 2'000);
+    auto last = apply_one(f, f.accept("deposit", b, std::nullopt, 7));
+    REQUIRE(last.event);
+    CHECK(last.event->balance_after == 2'007);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("business rejections are terminal states with a reason, and move nothing", "[ledger]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto eur = f.open_wallet(2, "EUR");
+    auto limited = f.open_wallet(3, "USD", 500);
+    f.fund(a, 1'000);
+
+    auto expect_rejected = [&](const ledger::tx_message& m, const std::string& reason) {
+        auto o = apply_one(f, m);
+        CHECK(o.kind == outcome_kind::rejected);
+        CHECK(o.reason == reason);
+        CHECK(f.status(m.transaction_id) == "rejected");
+        CHECK(f.reason(m.transaction_id) == reason);
+        CHECK(f.entry_count(m.transaction_id) == 0);
+    };
+    expect_rejected(f.accept("withdrawal", a, std::nullopt, 1'001), "insufficient_funds");
+    expect_rejected(f.accept("payment", a, std::nullopt, 5'000), "insufficient_funds");
+    expect_rejected(f.accept("deposit", a, std::nullopt, 100, "EUR"), "currency_mismatch");
+    expect_rejected(f.accept("transfer", a, eur, 100), "currency_mismatch");
+    CHECK(f.balance(a) == 1'000);
+    CHECK(f.balance(eur) == 0);
+
+    // The overdraft limit lets a wallet go down to -limit and no further.
+    CHECK(apply_one(f, f.accept("withdrawal", limited, std::nullopt, 500)).kind == outcome_kind::completed);
+    CHECK(f.balance(limited) == -500);
+    expect_rejected(f.accept("withdrawal", limited, std::nullopt, 1), "insufficient_funds");
+
+    // A closed wallet refuses money.
+    {
+        auto l = f.ledger_pool().acquire();
+        pqxx::work w(*l);
+        w.exec_params("UPDATE ledger.wallets SET status = 'closed' WHERE id = $1", eur);
+        w.commit();
+    }
+    expect_rejected(f.accept("deposit", eur, std::nullopt, 100, "EUR"), "wallet_closed");
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a bank reversal applies below the limit and marks the wallet overdrawn", "[ledger]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto dep = f.accept("deposit", a, std::nullopt, 1'000);
+    REQUIRE(apply_one(f, dep).kind == outcome_kind::completed);
+    REQUIRE(apply_one(f, f.accept("payment", a, std::nullopt, 800)).kind == outcome_kind::completed);
+
+    auto rev = f.accept("reversal", a, std::nullopt, 1'000, "USD", dep.transaction_id);
+    auto o = apply_one(f, rev);
+    CHECK(o.kind == outcome_kind::completed);
+    CHECK(f.balance(a) == -800);
+    CHECK(sum_entries(f, rev.transaction_id) == 0);
+
+    // Overdrawn: outgoing money is refused until the balance is back within the limit.
+    auto again = apply_one(f, f.accept("withdrawal", a, std::nullopt, 1));
+    CHECK(again.kind == outcome_kind::rejected);
+    CHECK(again.reason == "wallet_overdrawn");
+    std::vector<std::string> notes;
+    CHECK(ledger::reconcile(f.ledger_pool(), notes).empty());
+    bool listed = false;
+    for (const auto& n : notes) listed |= n.find("wallet " + std::to_string(a) + " is overdrawn") != std::string::npos;
+    CHECK(listed);
+
+    REQUIRE(apply_one(f, f.accept("deposit", a, std::nullopt, 800)).kind == outcome_kind::completed);
+    CHECK(apply_one(f, f.accept("deposit", a, std::nullopt, 5)).kind == outcome_kind::completed);
+    CHECK(apply_one(f, f.accept("withdrawal", a, std::nullopt, 5)).kind == outcome_kind::completed);
+
+    // A transaction is reversed once; a rejected one cannot be reversed.
+    CHECK(sqlstate_of([&] { f.accept("reversal", a, std::nullopt, 1'000, "USD", dep.transaction_id); }).find("23505") !=
+          std::string::npos);
+    auto rejected = f.accept("withdrawal", a, std::nullopt, 1'000'000);
+    REQUIRE(apply_one(f, rejected).kind == outcome_kind::rejected);
+    auto bad_rev = apply_one(f, f.accept("reversal", a, std::nullopt, 1'000'000, "USD", rejected.transaction_id));
+    CHECK(bad_rev.kind == outcome_kind::rejected);
+    CHECK(bad_rev.reason == "not_reversible");
+}
+
+TEST_CASE("acceptance enforces idempotency keys and refuses bad input", "[ledger][acceptance]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto key = ids::uuid_v4();
+    auto first = f.accept("deposit", a, std::nullopt, 100, "USD", std::nullopt, key);
+    auto second = f.accept("deposit", a, std::nullopt, 100, "USD", std::nullopt, key);
+    CHECK(first.transaction_id == second.transaction_id);
+    CHECK(first.sequence == second.sequence);
+    auto conflict = sqlstate_of([&] { f.accept("deposit", a, std::nullopt, 101, "USD", std::nullopt, key); });
+    CHECK(conflict.find("TX409") != std::string::npos);
+    CHECK(sqlstate_of([&] { f.accept("deposit", 987654321, std::nullopt, 100); }).find("TX404") != std::string::npos);
+    CHECK(sqlstate_of([&] { f.accept("deposit", a, std::nullopt, 0); }).find("TX400") != std::string::npos);
+    CHECK(sqlstate_of([&] { f.accept("deposit", a, std::nullopt, -5); }).find("TX400") != std::string::npos);
+    CHECK(sqlstate_of([&] { f.accept("transfer", a, a, 5); }).find("TX400") != std::string::npos);
+    CHECK(sqlstate_of([&] { f.accept("deposit", a, std::nullopt, 5, "usd"); }).find("TX400") != std::string::npos);
+
+    // Sequence numbers are gap-free per wallet, also across failed attempts.
+    auto n1 = f.accept("deposit", a, std::nullopt, 1);
+    auto n2 = f.accept("deposit", a, std::nullopt, 2);
+    CHECK(n2.sequence == n1.sequence + 1);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("each wallet's transactions apply in acceptance order", "[ledger][order]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto dep = f.accept("deposit", a, std::nullopt, 300);
+    auto wd = f.accept("withdrawal", a, std::nullopt, 300);
+
+    // Alone, the withdrawal is early: its deposit has not been applied.
+    CHECK(apply_one(f, wd).kind == outcome_kind::early);
+    CHECK(f.status(wd.transaction_id) == "queued");
+
+    // In one batch in the wrong order, both apply, in order.
+    ledger::processor p(f.ledger_pool(), "test");
+    auto out = p.apply({{ids::uuid_v4(), wd}, {ids::uuid_v4(), dep}});
+    CHECK(out[0].kind == outcome_kind::completed);
+    CHECK(out[1].kind == outcome_kind::completed);
+    CHECK(f.balance(a) == 0);
+}
+
+TEST_CASE("a parked (failed) predecessor does not block its wallet", "[ledger][order]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto t1 = f.accept("deposit", a, std::nullopt, 10);
+    auto t2 = f.accept("deposit", a, std::nullopt, 20);
+    ledger::processor p(f.ledger_pool(), "test");
+    auto ev = p.mark_failed(t1, "database_unavailable");
+    REQUIRE(ev);
+    CHECK(ev->status == "failed");
+    CHECK(f.status(t1.transaction_id) == "failed");
+    CHECK(apply_one(f, t2).kind == outcome_kind::completed);
+    CHECK(f.balance(a) == 20);
+    // The failed one, delivered again, is a duplicate with its recorded outcome.
+    auto again = apply_one(f, t1);
+    CHECK(again.kind == outcome_kind::duplicate);
+    REQUIRE(again.event);
+    CHECK(again.event->status == "failed");
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a message applied twice is applied once", "[ledger][idempotency]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto dep = f.accept("deposit", a, std::nullopt, 250);
+    auto mid = ids::uuid_v4();
+    CHECK(apply_one(f, dep, mid).kind == outcome_kind::completed);
+    auto again = apply_one(f, dep, mid);  // redelivery: same message id
+    CHECK(again.kind == outcome_kind::duplicate);
+    REQUIRE(again.event);
+    CHECK(again.event->status == "completed");
+    CHECK(again.event->event_id() == dep.transaction_id + ":completed");
+    CHECK(apply_one(f, dep).kind == outcome_kind::duplicate);  // duplicate publish: another message id
+    ledger::processor p(f.ledger_pool(), "test");
+    auto dep2 = f.accept("deposit", a, std::nullopt, 5);
+    auto both = p.apply({{ids::uuid_v4(), dep2}, {ids::uuid_v4(), dep2}});  // twice in one batch
+    CHECK(both[0].kind == outcome_kind::completed);
+    CHECK(both[1].kind == outcome_kind::duplicate);
+    CHECK(f.entry_count(dep.transaction_id) == 2);
+    CHECK(f.entry_count(dep2.transaction_id) == 2);
+    CHECK(f.balance(a) == 255);
+}
+
+TEST_CASE("messages that match no accepted transaction are refused", "[ledger]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    auto dep = f.accept("deposit", a, std::nullopt, 100);
+    auto forged = dep;
+    forged.amount = 1'000'000;
+    auto o = apply_one(f, forged);
+    CHECK(o.kind == outcome_kind::invalid);
+    CHECK(o.reason == "content_mismatch");
+    auto unknown = dep;
+    unknown.transaction_id = ids::uuid_v4();
+    CHECK(apply_one(f, unknown).reason == "unknown_transaction");
+    CHECK(f.status(dep.transaction_id) == "queued");
+    CHECK(f.balance(a) == 0);
+}
+
+TEST_CASE("entries are immutable and other roles cannot write the ledger", "[ledger][security]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(1);
+    f.fund(a, 100);
+    auto ledger_role = [&](const std::string& sql) {
+        return sqlstate_of([&] {
+            auto l = f.ledger_pool().acquire();
+            pqxx::work w(*l);
+            w.exec(sql);
+            w.commit();
+        });
+    };
+    auto gateway_role = [&](const std::string& sql) {
+        return sqlstate_of([&] {
+            auto l = f.gateway_pool().acquire();
+            pqxx::work w(*l);
+            w.exec(sql);
+            w.commit();
+        });
+    };
+    // The service role itself has no UPDATE/DELETE (42501); the trigger backs it up.
+    CHECK(ledger_role("UPDATE ledger.entries SET amount = amount + 1") == "42501");
+    CHECK(ledger_role("DELETE FROM ledger.entries") == "42501");
+    CHECK(ledger_role("TRUNCATE ledger.entries") == "42501");
+    CHECK(gateway_role("UPDATE ledger.wallets SET balance = 1000000") == "42501");
+    CHECK(gateway_role("INSERT INTO ledger.inbox (message_id) VALUES ('x')") == "42501");
+    CHECK(gateway_role("SELECT count(*) FROM ledger.entries") == "42501");
+    CHECK(gateway_role("SELECT count(*) FROM ledger.wallets") == "none");
+    // Even if the owner grants itself the right back, the trigger refuses (rolled back here).
+    auto trigger_state = sqlstate_of([&] {
+        auto l = f.ledger_pool().acquire();
+        pqxx::work w(*l);
+        w.exec("GRANT UPDATE, DELETE ON ledger.entries TO CURRENT_USER");
+        w.exec("DELETE FROM ledger.entries");
+    });
+    CHECK(trigger_state == "TX403");
+    CHECK(ledger_role("UPDATE ledger.entries SET amount = amount + 1") == "42501");  // the grant did not stick
+    CHECK(f.balance(a) == 100);
+}

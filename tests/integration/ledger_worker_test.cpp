@@ -1,0 +1,235 @@
+// ledger-worker as real processes against the real broker and database: poison messages,
+// per-wallet order with 3 replicas, the bank test, duplicates, SIGKILL mid-batch and a
+// graceful stop.
+#include "ledger_fixture.hpp"
+
+#include "txp/common/ids.hpp"
+#include "txp/testing/env.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <set>
+#include <thread>
+
+using namespace txp;
+
+namespace {
+
+std::int64_t total_entries(testing::ledger_fixture& f) {
+    auto l = f.ledger_pool().acquire();
+    pqxx::read_transaction r(*l);
+    return r.exec("SELECT count(*) FROM ledger.entries")[0][0].as<std::int64_t>();
+}
+
+std::string header_string(const amqp::delivery& d, const std::string& name) {
+    auto it = d.props.headers.find(name);
+    if (it == d.props.headers.end()) return "";
+    if (auto s = std::get_if<std::string>(&it->second)) return *s;
+    if (auto i = std::get_if<std::int64_t>(&it->second)) return std::to_string(*i);
+    return "?";
+}
+
+bool wait_depth(amqp::admin& a, const std::string& q, std::uint32_t n, std::chrono::seconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (a.queue_depth(q) == n) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return a.queue_depth(q) == n;
+}
+
+}  // namespace
+
+TEST_CASE("poison messages are parked with a reason and change nothing", "[ledger][worker]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    auto a = f.open_wallet(1);
+    f.fund(a, 1'000);
+    auto before = total_entries(f);
+
+    const std::string tx = ids::uuid_v4();
+    auto body = [&](const std::string& amount) {
+        return R"({"transaction_id":")" + tx + R"(","type":"withdrawal","wallet_id":)" + std::to_string(a) +
+               R"(,"amount":)" + amount + R"(,"currency":"USD","sequence":2,"accepted_at":"2026-11-22T00:00:00Z"})";
+    };
+    std::vector<std::pair<std::string, std::string>> poison{
+        {"{not json", "malformed_json"},
+        {body("0"), "schema_invalid"},
+        {body("-5"), "schema_invalid"},
+        {body("9223372036854775808"), "schema_invalid"},
+        {body("1.5"), "schema_invalid"},
+        {body("\"12\""), "schema_invalid"},
+        {body("100"), "unknown_transaction"},  // well-formed, but never accepted by the ledger
+        {R"({"transaction_id":")" + ids::uuid_v4() +
+             R"(","type":"deposit","wallet_id":999999999,"amount":5,"currency":"USD","sequence":1,"accepted_at":"x"})",
+         "unknown_transaction"},
+    };
+    for (const auto& [b, _] : poison) f.publish_raw(b);
+    f.publish_raw(body("100"), "something.else.v1");
+
+    auto w = f.start_worker("poison");
+    amqp::admin admin(f.amqp_options());
+    REQUIRE(wait_depth(admin, "ledger.transactions.error", static_cast<std::uint32_t>(poison.size() + 1),
+                       std::chrono::seconds(60)));
+    std::multiset<std::string> reasons, expected;
+    std::set<std::string> bodies;
+    for (const auto& [b, r] : poison) {
+        expected.insert(r);
+        bodies.insert(b);
+    }
+    expected.insert("unknown_message_type");
+    for (std::size_t i = 0; i < poison.size() + 1; ++i) {
+        auto d = admin.get("ledger.transactions.error");
+        REQUIRE(d);
+        reasons.insert(header_string(*d, "x-error-reason"));
+        CHECK_FALSE(header_string(*d, "x-error-detail").empty());
+        CHECK(header_string(*d, "x-failed-service") == "ledger-worker");
+        CHECK(header_string(*d, "x-origin-queue") == "ledger.transactions");
+        CHECK(bodies.count(d->body) == 1);  // the body is untouched
+        admin.ack(d->delivery_tag);
+    }
+    CHECK(reasons == expected);
+    CHECK(w->terminate() == 0);
+    CHECK(total_entries(f) == before);
+    CHECK(f.balance(a) == 1'000);
+}
+
+TEST_CASE("3 replicas keep each wallet's order: deposit N then withdraw N always completes", "[ledger][worker][order]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    std::vector<amqp::outgoing> msgs;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 200; ++i) {
+        auto w = f.open_wallet(1000 + i);
+        auto n = 100 + i;
+        auto d = f.accept("deposit", w, std::nullopt, n);
+        auto x = f.accept("withdrawal", w, std::nullopt, n);
+        msgs.push_back(f.message_for(d));
+        msgs.push_back(f.message_for(x));
+        ids.push_back(d.transaction_id);
+        ids.push_back(x.transaction_id);
+    }
+    std::vector<std::unique_ptr<testing::child_process>> workers;
+    for (const char* r : {"order-1", "order-2", "order-3"}) {
+        workers.push_back(f.start_worker(r, {{"TXP_PREFETCH", "50"}, {"TXP_BATCH_SIZE", "20"}}));
+    }
+    f.publish(msgs);
+    REQUIRE(f.wait_final(ids) == 0);
+    for (const auto& id : ids) {
+        INFO(id);
+        CHECK(f.status(id) == "completed");
+    }
+    for (auto& w : workers) CHECK(w->terminate() == 0);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("the bank test: concurrent transfers both ways preserve the total", "[ledger][worker][concurrency]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    std::vector<std::int64_t> wallets;
+    for (int i = 0; i < 8; ++i) {
+        wallets.push_back(f.open_wallet(2000 + i));
+        f.fund(wallets.back(), 10'000);
+    }
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<std::size_t> pick(0, wallets.size() - 1);
+    std::uniform_int_distribution<std::int64_t> amount(1, 4'000);
+    std::vector<amqp::outgoing> msgs;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 600; ++i) {
+        auto from = pick(rng), to = pick(rng);
+        if (from == to) to = (to + 1) % wallets.size();
+        auto m = f.accept("transfer", wallets[from], wallets[to], amount(rng));
+        msgs.push_back(f.message_for(m));
+        ids.push_back(m.transaction_id);
+    }
+    std::vector<std::unique_ptr<testing::child_process>> workers;
+    for (const char* r : {"bank-1", "bank-2", "bank-3"}) workers.push_back(f.start_worker(r));
+    f.publish(msgs);
+    REQUIRE(f.wait_final(ids) == 0);
+    std::int64_t total = 0;
+    for (auto w : wallets) {
+        CHECK(f.balance(w) >= 0);
+        total += f.balance(w);
+    }
+    CHECK(total == 80'000);
+    int completed = 0;
+    for (const auto& id : ids) {
+        auto s = f.status(id);
+        CHECK((s == "completed" || (s == "rejected" && f.reason(id) == "insufficient_funds")));
+        completed += s == "completed";
+    }
+    CHECK(completed > 100);  // the test must actually move money
+    for (auto& w : workers) CHECK(w->terminate() == 0);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a message published twice is applied once and announced again", "[ledger][worker][idempotency]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    auto a = f.open_wallet(1);
+    auto m = f.accept("deposit", a, std::nullopt, 42);
+    auto msg = f.message_for(m);
+    auto w = f.start_worker("dup");
+    f.publish({msg, msg, f.message_for(m)});  // same message id twice, then another id
+    REQUIRE(f.wait_final({m.transaction_id}) == 0);
+    amqp::admin admin(f.amqp_options());
+    // Three deliveries, three announcements of the same event id; one application.
+    REQUIRE(wait_depth(admin, "notifier.events", 3, std::chrono::seconds(30)));
+    CHECK(w->terminate() == 0);
+    for (int i = 0; i < 3; ++i) {
+        auto d = admin.get("notifier.events");
+        REQUIRE(d);
+        CHECK(d->props.message_id == m.transaction_id + ":completed");
+        CHECK(d->routing_key == "tx.completed");
+        admin.ack(d->delivery_tag);
+    }
+    CHECK(f.balance(a) == 42);
+    CHECK(f.entry_count(m.transaction_id) == 2);
+}
+
+TEST_CASE("a worker killed with SIGKILL mid-stream loses and doubles nothing", "[ledger][worker][fault]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    std::vector<std::int64_t> wallets;
+    for (int i = 0; i < 20; ++i) wallets.push_back(f.open_wallet(3000 + i));
+    std::vector<amqp::outgoing> msgs;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3000; ++i) {
+        auto m = f.accept("deposit", wallets[static_cast<std::size_t>(i) % wallets.size()], std::nullopt, 1 + i % 7);
+        msgs.push_back(f.message_for(m));
+        ids.push_back(m.transaction_id);
+    }
+    f.publish(msgs);
+    auto victim = f.start_worker("victim", {{"TXP_BATCH_SIZE", "50"}});
+    // Let it get going, then kill it without warning.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until) {
+        auto l = f.ledger_pool().acquire();
+        pqxx::read_transaction r(*l);
+        auto done = r.exec_params("SELECT count(*) FROM ledger.transactions WHERE id = ANY($1::uuid[]) AND status <> 'queued'",
+                                  db::array_literal(ids))[0][0].as<std::size_t>();
+        if (done >= 300) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    victim->kill_hard();
+    auto survivor = f.start_worker("survivor");
+    REQUIRE(f.wait_final(ids) == 0);
+    CHECK(survivor->terminate() == 0);
+    auto l = f.ledger_pool().acquire();
+    pqxx::read_transaction r(*l);
+    auto stats = r.exec_params(
+        "SELECT count(*) FILTER (WHERE t.status = 'completed'), "
+        "(SELECT count(*) FROM ledger.entries e WHERE e.transaction_id = ANY($1::uuid[])) "
+        "FROM ledger.transactions t WHERE t.id = ANY($1::uuid[])",
+        db::array_literal(ids));
+    CHECK(stats[0][0].as<std::size_t>() == ids.size());
+    CHECK(stats[0][1].as<std::size_t>() == 2 * ids.size());
+    std::int64_t expected = 0;
+    for (int i = 0; i < 3000; ++i) expected += 1 + i % 7;
+    std::int64_t total = 0;
+    for (auto w : wallets) total += f.balance(w);
+    CHECK(total == expected);
+    CHECK(f.reconcile().empty());
+}
