@@ -207,12 +207,14 @@ struct publisher::impl {
 
     void send_one(batch& b, std::size_t i) {
         const outgoing& m = b.msgs[i];
+        // In flight before the attempt: if the publish fails half-way, the reconnect sends
+        // this message again with the others that were not confirmed.
+        b.in_flight.emplace(next_seq++, i);
         detail::encoded_properties props(m.props);
         int rc = amqp_basic_publish(conn->state(), conn->channel(), detail::bytes_of(m.exchange),
                                     detail::bytes_of(m.routing_key), /*mandatory=*/1, /*immediate=*/0, props.get(),
                                     detail::bytes_of(m.body));
         conn->check_status(rc, "basic.publish");
-        b.in_flight.emplace(next_seq++, i);
     }
 
     std::vector<publish_result> run(std::span<const outgoing> msgs, std::chrono::milliseconds timeout) {

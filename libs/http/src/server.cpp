@@ -391,7 +391,9 @@ private:
     void after_response() {
         response_complete_ = false;
         log_completed(false);
-        if (close_after_) {
+        // stop() may have begun while this response was being written, after on_stop saw
+        // the connection busy: it must not go back to idle then.
+        if (close_after_ || core_->stopping.load()) {
             linger_close();
             return;
         }
@@ -684,6 +686,8 @@ void connection::stream_start(std::uint64_t seq, unsigned status, std::vector<he
         return;
     }
     phase_ = phase::streaming;
+    // A stream that starts while stopping gets its header, then write() says stop.
+    if (core_->stopping.load()) gone_ = true;
     queue(head(status, headers, content_type, std::nullopt));
 }
 
