@@ -40,9 +40,81 @@ worker::worker(worker_options opts, db::pool& pool, std::string replica)
       replica_(std::move(replica)),
       processor_(pool, replica_),
       consumer_(opts_.amqp, amqp::txp_topology(), opts_.queue, opts_.prefetch),
-      publisher_(opts_.amqp, amqp::txp_topology()) {}
+      publisher_(opts_.amqp, amqp::txp_topology()) {
+    publisher_thread_ = std::thread([this] { publisher_loop(); });
+}
 
-worker::~worker() = default;
+worker::~worker() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (publisher_thread_.joinable()) publisher_thread_.join();
+}
+
+void worker::publisher_loop() {
+    for (;;) {
+        outbound job;
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return stopping_ || !to_publish_.empty(); });
+            if (to_publish_.empty()) return;
+            job = std::move(to_publish_.front());
+            to_publish_.pop_front();
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        job.ok.assign(job.deliveries.size(), true);
+        if (!job.msgs.empty()) {
+            auto results = publisher_.publish(job.msgs, opts_.publish_timeout);
+            for (std::size_t k = 0; k < results.size(); ++k) {
+                if (results[k].status == amqp::publish_status::confirmed) continue;
+                job.ok[job.msg_delivery[k]] = false;
+                log::error("publish not confirmed; the message will be redelivered",
+                           {{"routing_key", job.msgs[k].routing_key}, {"status", amqp::to_string(results[k].status)},
+                            {"detail", results[k].detail}});
+            }
+        }
+        job.publish_us =
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+        {
+            std::lock_guard lk(mu_);
+            published_.push_back(std::move(job));
+        }
+        cv_.notify_all();
+    }
+}
+
+// Acks (or, when a publish was not confirmed, requeues) batches the publisher finished.
+// With wait_all, waits until nothing is in flight; otherwise waits only while two batches
+// are already in flight (a bounded pipeline).
+void worker::settle(bool wait_all) {
+    std::deque<outbound> done;
+    {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return wait_all ? in_flight_ == published_.size() : in_flight_ - published_.size() < 2; });
+        done.swap(published_);
+        in_flight_ -= done.size();
+    }
+    for (auto& job : done) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
+            if (job.ok[i]) {
+                consumer_.ack(job.deliveries[i]);
+                ++processed_;
+            } else {
+                consumer_.nack(job.deliveries[i], true);
+            }
+        }
+        if (log::enabled(log::level::debug)) {
+            log::debug("batch settled", {{"size", job.deliveries.size()}, {"apply_us", job.apply_us},
+                                         {"publish_us", job.publish_us},
+                                         {"ack_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                                        std::chrono::steady_clock::now() - t0)
+                                                        .count()}});
+        }
+    }
+}
 
 void worker::run(const std::function<bool()>& stop) {
     log::info("consuming", {{"queue", opts_.queue}, {"batch_size", opts_.batch_size}, {"prefetch", opts_.prefetch}});
@@ -58,17 +130,24 @@ void worker::run(const std::function<bool()>& stop) {
         held_.clear();
         auto now = std::chrono::steady_clock::now();
         for (auto& d : fresh) batch.push_back({std::move(d), now});
+        settle(false);
         if (batch.empty()) continue;
         handle(std::move(batch));
     }
-    // Graceful stop: no new deliveries; what is held goes back to the broker.
+    // Graceful stop: no new deliveries; finish and ack what is in flight; what is held
+    // goes back to the broker.
     consumer_.cancel();
+    settle(true);
     for (auto& h : held_) consumer_.nack(h.d, true);
     held_.clear();
     log::info("stopped consuming", {{"processed", processed_.load()}});
 }
 
 void worker::handle(std::vector<held_delivery> batch) {
+    auto t_start = std::chrono::steady_clock::now();
+    auto us_since = [](std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count();
+    };
     struct pending_publish {
         std::size_t delivery;
         amqp::outgoing msg;
@@ -199,33 +278,27 @@ void worker::handle(std::vector<held_delivery> batch) {
     }
     for (auto& f : failed_events) out.push_back(std::move(f));
 
-    std::vector<amqp::outgoing> msgs;
-    msgs.reserve(out.size());
-    for (auto& p : out) msgs.push_back(p.msg);
-    std::vector<bool> ok(batch.size(), true);
-    if (!msgs.empty()) {
-        auto results = publisher_.publish(msgs, opts_.publish_timeout);
-        for (std::size_t k = 0; k < results.size(); ++k) {
-            if (results[k].status != amqp::publish_status::confirmed) {
-                ok[out[k].delivery] = false;
-                log::error("publish not confirmed; the message will be redelivered",
-                           {{"routing_key", msgs[k].routing_key}, {"status", amqp::to_string(results[k].status)},
-                            {"detail", results[k].detail}});
-            }
-        }
+    outbound job;
+    job.apply_us = us_since(t_start);
+    std::vector<std::size_t> job_index(batch.size(), 0);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (keep[i]) continue;
+        job_index[i] = job.deliveries.size();
+        job.deliveries.push_back(batch[i].d);
+    }
+    for (auto& p : out) {
+        job.msg_delivery.push_back(job_index[p.delivery]);
+        job.msgs.push_back(std::move(p.msg));
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (keep[i]) {
-            held_.push_back(std::move(batch[i]));
-            continue;
-        }
-        if (ok[i]) {
-            consumer_.ack(batch[i].d);
-            ++processed_;
-        } else {
-            consumer_.nack(batch[i].d, true);
-        }
+        if (keep[i]) held_.push_back(std::move(batch[i]));
     }
+    {
+        std::lock_guard lk(mu_);
+        to_publish_.push_back(std::move(job));
+        ++in_flight_;
+    }
+    cv_.notify_all();
 }
 
 }  // namespace txp::ledger

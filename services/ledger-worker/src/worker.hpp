@@ -9,7 +9,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 namespace txp::ledger {
 
@@ -41,7 +45,20 @@ private:
         amqp::delivery d;
         std::chrono::steady_clock::time_point first_seen;
     };
+    // One applied batch on its way out: its messages are published (with confirms) on the
+    // publisher thread while the consumer thread applies the next batch; the deliveries
+    // are acked back on the consumer thread (rabbitmq-c connections are single-threaded).
+    struct outbound {
+        std::vector<amqp::delivery> deliveries;
+        std::vector<amqp::outgoing> msgs;
+        std::vector<std::size_t> msg_delivery;  // msgs[k] belongs to deliveries[msg_delivery[k]]
+        std::vector<bool> ok;                   // filled by the publisher thread
+        std::int64_t apply_us = 0;
+        std::int64_t publish_us = 0;
+    };
     void handle(std::vector<held_delivery> batch);
+    void publisher_loop();
+    void settle(bool wait_all);
 
     worker_options opts_;
     std::string replica_;
@@ -50,6 +67,14 @@ private:
     amqp::publisher publisher_;
     std::vector<held_delivery> held_;
     std::atomic<std::uint64_t> processed_{0};
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<outbound> to_publish_;
+    std::deque<outbound> published_;
+    std::size_t in_flight_ = 0;
+    bool stopping_ = false;
+    std::thread publisher_thread_;
 };
 
 }  // namespace txp::ledger
