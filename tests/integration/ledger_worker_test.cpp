@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -232,4 +233,54 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses and doubles nothing", "
     for (auto w : wallets) total += f.balance(w);
     CHECK(total == expected);
     CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("bad configuration stops start-up with one line naming the variable", "[ledger][worker][config]") {
+    testing::ledger_fixture f;
+    struct bad_case {
+        std::map<std::string, std::string> env;
+        std::string names;
+    };
+    std::vector<bad_case> cases{
+        {{{"TXP_DATABASE_URL", ""}}, "TXP_DATABASE_URL"},
+        {{{"TXP_AMQP_URL", "http://localhost/"}}, "TXP_AMQP_URL"},
+        {{{"TXP_BATCH_SIZE", "lots"}}, "TXP_BATCH_SIZE"},
+        {{{"TXP_HTTP_PORT", "70000"}}, "TXP_HTTP_PORT"},
+        {{{"TXP_LOG_LEVEL", "chatty"}}, "TXP_LOG_LEVEL"},
+    };
+    for (auto& c : cases) {
+        INFO(c.names);
+        auto w = f.start_worker("badconfig-" + c.names, c.env);
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (w->running() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        CHECK_FALSE(w->running());
+        CHECK(w->terminate() == 2);
+        auto log = w->log();
+        CHECK(log.find(c.names) != std::string::npos);
+        CHECK(log.find("configuration:") != std::string::npos);
+        CHECK(log.find("txp-dev-password") == std::string::npos);  // never echo secrets
+    }
+}
+
+TEST_CASE("a worker reports health and readiness and stops cleanly on SIGTERM", "[ledger][worker][ops]") {
+    testing::ledger_fixture f;
+    auto port = testing::free_port();
+    auto w = f.start_worker("ops", {{"TXP_HTTP_PORT", std::to_string(port)}});
+    std::string body;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    int rc = 1;
+    while (std::chrono::steady_clock::now() < until) {
+        body.clear();
+        rc = testing::run("curl -sf http://127.0.0.1:" + std::to_string(port) + "/readyz", &body);
+        if (rc == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(rc == 0);
+    CHECK(body.find("\"database\":true") != std::string::npos);
+    CHECK(body.find("\"broker\":true") != std::string::npos);
+    std::string metrics;
+    CHECK(testing::run("curl -sf http://127.0.0.1:" + std::to_string(port) + "/metrics", &metrics) == 0);
+    CHECK(metrics.find("# TYPE") != std::string::npos);
+    CHECK(w->terminate() == 0);
+    CHECK(w->log().find("stopped cleanly") != std::string::npos);
 }

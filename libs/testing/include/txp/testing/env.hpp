@@ -19,6 +19,9 @@ std::string database_url(const char* service);  // ledger, gateway, plaid, notif
 // A fresh random hex id for names that must not collide between tests.
 std::string unique_suffix();
 
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read it, close).
+int free_port();
+
 // Runs a shell command, returns its exit status and captures stdout.
 int run(const std::string& command, std::string* out = nullptr);
 
