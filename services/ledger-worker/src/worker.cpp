@@ -194,10 +194,17 @@ void worker::handle(std::vector<held_delivery> batch) {
             switch (o.kind) {
                 case outcome_kind::completed:
                 case outcome_kind::rejected:
-                    log::info(o.kind == outcome_kind::completed ? "transaction completed" : "transaction rejected",
-                              {{"transaction_id", m.transaction_id}, {"type", m.type}, {"wallet_id", m.wallet_id},
-                               {"amount", m.amount}, {"currency", m.currency}, {"sequence", m.sequence},
-                               {"reason", o.reason}, {"balance_after", o.event->balance_after.value_or(0)}});
+                    if (o.kind == outcome_kind::completed) {
+                        log::info("transaction completed",
+                                  {{"transaction_id", m.transaction_id}, {"type", m.type}, {"wallet_id", m.wallet_id},
+                                   {"amount", m.amount}, {"currency", m.currency}, {"sequence", m.sequence},
+                                   {"balance_after", o.event->balance_after.value_or(0)}});
+                    } else {
+                        log::info("transaction rejected",
+                                  {{"transaction_id", m.transaction_id}, {"type", m.type}, {"wallet_id", m.wallet_id},
+                                   {"amount", m.amount}, {"currency", m.currency}, {"sequence", m.sequence},
+                                   {"reason", o.reason}, {"balance", o.event->balance_after.value_or(0)}});
+                    }
                     outcome_counter(o.kind == outcome_kind::completed ? "completed" : "rejected").inc();
                     out.push_back({i, event_message(*o.event, batch[i].d), std::nullopt});
                     break;

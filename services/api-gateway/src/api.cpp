@@ -1,0 +1,483 @@
+// The router and what every request goes through: route matching, content type, bearer
+// authentication, per-token rate limits, errors as problem+json; plus the auth handlers.
+#include "api_internal.hpp"
+#include "credentials.hpp"
+
+#include "txp/common/log.hpp"
+#include "txp/common/metrics.hpp"
+#include "txp/common/money.hpp"
+#include "txp/http/ops.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace txp::gateway {
+
+namespace {
+
+thread_local std::string tl_request_id;
+
+struct route {
+    const char* method;
+    const char* pattern;
+    api::impl::handler_fn fn;  // nullptr: an operational endpoint served by http::handle_ops
+    bool auth;
+    bool body;
+};
+
+using I = api::impl;
+const std::vector<route>& routes() {
+    static const std::vector<route> r{
+        {"POST", "/v1/auth/register", &I::register_user, false, true},
+        {"POST", "/v1/auth/login", &I::login, false, true},
+        {"POST", "/v1/auth/logout", &I::logout, true, false},
+        {"GET", "/v1/auth/profile", &I::profile, true, false},
+        {"GET", "/v1/wallets", &I::list_wallets, true, false},
+        {"GET", "/v1/wallets/me", &I::my_wallet, true, false},
+        {"POST", "/v1/wallets/me/deposit", &I::my_deposit, true, true},
+        {"POST", "/v1/wallets/me/withdraw", &I::my_withdraw, true, true},
+        {"POST", "/v1/wallets/me/transfer", &I::my_transfer, true, true},
+        {"GET", "/v1/wallets/{id}", &I::get_wallet, true, false},
+        {"GET", "/v1/wallets/{id}/transactions", &I::wallet_transactions, true, false},
+        {"POST", "/v1/transactions", &I::post_transaction, true, true},
+        {"GET", "/v1/transactions/{id}", &I::get_transaction, true, false},
+        {"GET", "/healthz", nullptr, false, false},
+        {"GET", "/readyz", nullptr, false, false},
+        {"GET", "/metrics", nullptr, false, false},
+        {"GET", "/openapi.json", &I::openapi, false, false},
+        {"GET", "/docs", &I::docs, false, false},
+    };
+    return r;
+}
+
+std::vector<std::string_view> split_path(std::string_view p) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < p.size()) {
+        if (p[i] == '/') {
+            ++i;
+            continue;
+        }
+        auto j = p.find('/', i);
+        if (j == std::string_view::npos) j = p.size();
+        out.push_back(p.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+bool match(std::string_view pattern, std::string_view path, std::map<std::string, std::string>& params) {
+    if (path.size() > 1 && path.back() == '/') return false;
+    auto ps = split_path(pattern);
+    auto xs = split_path(path);
+    if (ps.size() != xs.size()) return false;
+    std::map<std::string, std::string> got;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (ps[i].size() > 2 && ps[i].front() == '{' && ps[i].back() == '}') {
+            got[std::string(ps[i].substr(1, ps[i].size() - 2))] = std::string(xs[i]);
+        } else if (ps[i] != xs[i]) {
+            return false;
+        }
+    }
+    params = std::move(got);
+    return true;
+}
+
+bool is_json_media_type(std::string_view ct) {
+    auto base = ct.substr(0, ct.find(';'));
+    while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
+    while (!base.empty() && base.front() == ' ') base.remove_prefix(1);
+    if (base.size() != 16) return false;
+    std::string lower(base);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return lower == "application/json";
+}
+
+// "ERROR:  amount must be ...\nCONTEXT: ..." -> "amount must be ..."
+std::string primary_message(const std::exception& e) {
+    std::string_view s = e.what();
+    if (s.substr(0, 6) == "ERROR:") {
+        s.remove_prefix(6);
+        while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    }
+    s = s.substr(0, s.find('\n'));
+    return std::string(s.substr(0, 300));
+}
+
+struct api_metrics {
+    metrics::counter& unauthorized = metrics::global().get_counter(
+        "txp_gateway_unauthorized_total", "Requests refused for a missing, unknown, expired or revoked token");
+    metrics::counter& rate_limited = metrics::global().get_counter(
+        "txp_gateway_rate_limited_total", "Requests refused by a rate limit");
+    metrics::counter& logins_failed = metrics::global().get_counter(
+        "txp_gateway_logins_failed_total", "Login attempts with a wrong username or password");
+};
+
+api_metrics& am() {
+    static api_metrics m;
+    return m;
+}
+
+bool valid_username(std::string_view u) {
+    if (u.size() < 3 || u.size() > 32) return false;
+    return std::all_of(u.begin(), u.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    });
+}
+
+bool valid_email(std::string_view e) {
+    if (e.size() < 3 || e.size() > 254) return false;
+    auto at = e.find('@');
+    if (at == std::string_view::npos || at == 0 || e.find('@', at + 1) != std::string_view::npos) return false;
+    auto domain = e.substr(at + 1);
+    if (domain.size() < 3 || domain.find('.') == std::string_view::npos || domain.front() == '.' || domain.back() == '.') {
+        return false;
+    }
+    return std::all_of(e.begin(), e.end(), [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; });
+}
+
+}  // namespace
+
+// ---- shared helpers -------------------------------------------------------------------
+
+const std::string& current_request_id() { return tl_request_id; }
+
+void fail(unsigned status, std::string_view type, std::string_view title, std::string_view detail,
+          std::vector<http::problem_member> extra) {
+    throw api_error(http::problem(status, type, title, detail, tl_request_id, extra));
+}
+
+void fail_field(const std::string& field, const std::string& detail, unsigned status) {
+    json::writer w;
+    w.str(field);
+    fail(status, "validation-error", "Invalid request", detail, {{"field", w.str()}});
+}
+
+void fail_not_found(std::string_view what) { fail(404, "not-found", "Not Found", std::string(what) + " was not found."); }
+
+http::response json_response(unsigned status, std::string body) {
+    http::response r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+}
+
+std::string iso(std::string_view column) {
+    return "to_char(" + std::string(column) + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+}
+
+rapidjson::Document json_body(const http::request& req, std::initializer_list<const char*> allowed) {
+    rapidjson::Document doc;
+    try {
+        doc = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+        fail(400, "malformed-json", "Malformed JSON", e.what());
+    }
+    if (!doc.IsObject()) fail(400, "validation-error", "Invalid request", "The request body must be a JSON object.");
+    for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+        std::string_view name(it->name.GetString(), it->name.GetStringLength());
+        bool known = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return name == a; });
+        if (!known) {
+            fail_field(std::string(name.substr(0, 64)), "Unknown field \"" + std::string(name.substr(0, 64)) + "\".");
+        }
+    }
+    return doc;
+}
+
+std::int64_t id_param(const context& c, const char* name, std::string_view what) {
+    auto it = c.params.find(name);
+    if (it == c.params.end() || it->second.empty() || it->second.size() > 18 ||
+        !std::all_of(it->second.begin(), it->second.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        fail_not_found(what);
+    }
+    auto v = std::stoll(it->second);
+    if (v <= 0) fail_not_found(what);
+    return v;
+}
+
+std::optional<std::int64_t> int_query(const http::request& req, const char* name, std::int64_t min, std::int64_t max) {
+    auto v = req.query_param(name);
+    if (!v) return std::nullopt;
+    bool digits = !v->empty() && v->size() <= 18 &&
+                  std::all_of(v->begin() + ((*v)[0] == '-' ? 1 : 0), v->end(), [](char ch) { return ch >= '0' && ch <= '9'; }) &&
+                  !(v->size() == 1 && (*v)[0] == '-');
+    if (!digits) fail_field(name, std::string(name) + " must be an integer.");
+    auto n = std::stoll(*v);
+    if (n < min || n > max) {
+        fail_field(name, std::string(name) + " must be between " + std::to_string(min) + " and " + std::to_string(max) + ".");
+    }
+    return n;
+}
+
+// ---- the router -----------------------------------------------------------------------
+
+const std::vector<route_info>& route_table() {
+    static const std::vector<route_info> t = [] {
+        std::vector<route_info> out;
+        for (const auto& r : routes()) out.push_back({r.method, r.pattern});
+        return out;
+    }();
+    return t;
+}
+
+api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, api::readiness_check r)
+    : pool(p),
+      opts(o),
+      waiters(w),
+      ready(std::move(r)),
+      per_token(o.rate_limit_rps, o.rate_limit_rps * 2),
+      per_login(o.login_rate_per_min / 60.0, o.login_rate_per_min),
+      dummy_hash(hash_password(new_token())) {}
+
+api::api(db::pool& pool, const options& opts, outcome_waiters* waiters, readiness_check ready)
+    : impl_(std::make_unique<impl>(pool, opts, waiters, std::move(ready))) {}
+
+api::~api() = default;
+
+void api::handle(http::request&& req, std::shared_ptr<http::response_writer> w) { impl_->handle(std::move(req), std::move(w)); }
+
+void api::impl::handle(http::request&& req, std::shared_ptr<http::response_writer> w) {
+    tl_request_id = req.request_id;
+    std::optional<http::response> out;
+    try {
+        const route* found = nullptr;
+        std::map<std::string, std::string> params;
+        std::string allow;
+        std::string method = req.method == "HEAD" ? "GET" : req.method;
+        for (const auto& r : routes()) {
+            std::map<std::string, std::string> p;
+            if (!match(r.pattern, req.path, p)) continue;
+            if (method == r.method) {
+                found = &r;
+                params = std::move(p);
+                break;
+            }
+            if (!allow.empty()) allow += ", ";
+            allow += r.method;
+            if (std::string_view(r.method) == "GET") allow += ", HEAD";
+        }
+        if (!found && !allow.empty()) {
+            auto resp = http::problem(405, "method-not-allowed", "Method Not Allowed",
+                                      req.method + " is not served on " + req.path + ".", req.request_id);
+            resp.headers.push_back({"Allow", allow});
+            throw api_error(std::move(resp));
+        }
+        if (!found) fail(404, "not-found", "Not Found", "There is no endpoint at " + req.path.substr(0, 200) + ".");
+        if (found->fn == nullptr) {
+            out = http::handle_ops(req, ready);
+            if (!out) fail(404, "not-found", "Not Found", "There is no endpoint at " + req.path.substr(0, 200) + ".");
+        } else {
+            context c{req, w, std::move(params), std::nullopt};
+            if (found->auth) {
+                c.user = authenticate(req);
+                if (int wait_s = per_token.take(c.user->token_hash); wait_s > 0) {
+                    am().rate_limited.inc();
+                    auto resp = http::problem(429, "rate-limited", "Too Many Requests",
+                                              "This token sends requests faster than the limit allows.", req.request_id);
+                    resp.headers.push_back({"Retry-After", std::to_string(wait_s)});
+                    throw api_error(std::move(resp));
+                }
+            }
+            if (found->body) {
+                auto ct = req.header_value("Content-Type");
+                if (!ct || !is_json_media_type(*ct)) {
+                    fail(415, "unsupported-media-type", "Unsupported Media Type",
+                         "Request bodies must be application/json.");
+                }
+            }
+            out = (this->*(found->fn))(c);
+        }
+    } catch (api_error& e) {
+        out = std::move(e.response());
+    } catch (const json::field_error& e) {
+        json::writer f;
+        f.str(e.field());
+        out = http::problem(400, "validation-error", "Invalid request", e.what(), req.request_id, {{"field", f.str()}});
+    } catch (const std::exception& e) {
+        auto state = db::sqlstate_of(e);
+        if (state == "TX400") {
+            out = http::problem(422, "unprocessable", "Unprocessable request", primary_message(e), req.request_id);
+        } else if (state == "TX404") {
+            out = http::problem(404, "not-found", "Not Found", primary_message(e), req.request_id);
+        } else if (state == "TX409") {
+            out = http::problem(409, "idempotency-conflict", "Idempotency key reused",
+                                "This Idempotency-Key was already used for a different request.", req.request_id);
+        } else if (state.rfind("22", 0) == 0) {
+            out = http::problem(400, "validation-error", "Invalid request", primary_message(e), req.request_id);
+        } else if (db::classify(e) == db::failure_kind::transient) {
+            log::warn("database unavailable for a request", {{"error", std::string_view(e.what()).substr(0, 200)}});
+            out = http::problem(503, "service-unavailable", "Service Unavailable",
+                                "The database is unavailable; retry shortly.", req.request_id);
+            out->headers.push_back({"Retry-After", "1"});
+        } else {
+            log::error("request failed", {{"path", req.path}, {"sqlstate", state},
+                                          {"error", std::string_view(e.what()).substr(0, 300)}});
+            out = http::problem(500, "internal", "Internal Server Error", "The server could not complete the request.",
+                                req.request_id);
+        }
+    }
+    if (out) w->send(std::move(*out));
+}
+
+caller api::impl::authenticate(const http::request& req) {
+    auto unauthorized = [&](std::string_view detail) {
+        am().unauthorized.inc();
+        auto resp = http::problem(401, "unauthorized", "Unauthorized", detail, req.request_id);
+        resp.headers.push_back({"WWW-Authenticate", "Bearer realm=\"txp\""});
+        throw api_error(std::move(resp));
+    };
+    auto h = req.header_value("Authorization");
+    if (!h) unauthorized("An Authorization: Bearer token is required.");
+    std::string_view v = *h;
+    if (v.size() < 7 || (v.substr(0, 7) != "Bearer " && v.substr(0, 7) != "bearer ")) {
+        unauthorized("The Authorization header must be \"Bearer <token>\".");
+    }
+    v.remove_prefix(7);
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+    if (!looks_like_token(v)) unauthorized("The token is not valid.");
+    caller c;
+    c.token_hash = sha256_hex(v);
+    bool ok = in_transaction(pool, [&](pqxx::work& w) {
+        auto r = w.exec_params(
+            "SELECT u.id, u.username, u.role FROM gateway.tokens t JOIN gateway.users u ON u.id = t.user_id "
+            "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
+            c.token_hash);
+        if (r.empty()) return false;
+        c.id = r[0][0].as<std::int64_t>();
+        c.username = r[0][1].as<std::string>();
+        c.role = r[0][2].as<std::string>();
+        return true;
+    });
+    if (!ok) unauthorized("The token is unknown, expired or logged out.");
+    return c;
+}
+
+// ---- auth -----------------------------------------------------------------------------
+
+std::optional<http::response> api::impl::register_user(context& c) {
+    auto doc = json_body(c.req, {"username", "email", "password", "password_confirm", "currency"});
+    auto username = json::require_string(doc, "username", 64);
+    auto email = json::require_string(doc, "email", 254);
+    auto password = json::require_string(doc, "password", 128);
+    auto confirm = json::require_string(doc, "password_confirm", 128);
+    auto currency = json::optional_string(doc, "currency", 3).value_or("USD");
+    if (!valid_username(username)) {
+        fail_field("username", "username must be 3 to 32 characters of a-z, 0-9, '_', '.' and '-'.");
+    }
+    if (!valid_email(email)) fail_field("email", "email must be an email address.");
+    if (password.size() < 8) fail_field("password", "password must have at least 8 characters.");
+    if (confirm != password) fail_field("password_confirm", "password_confirm does not match password.");
+    if (!money::is_currency(currency)) fail_field("currency", "currency must be an ISO 4217 code such as USD.");
+    auto hash = hash_password(password);
+
+    std::string body;
+    try {
+        body = in_transaction(pool, [&](pqxx::work& w) {
+            auto u = w.exec_params("INSERT INTO gateway.users (username, email, password_hash) VALUES ($1, $2, $3) "
+                                   "RETURNING id, role, " + iso("created_at"),
+                                   username, email, hash);
+            auto id = u[0][0].as<std::int64_t>();
+            auto wallet_id = w.exec_params("SELECT ledger.open_wallet($1, $2, 0)", id, currency)[0][0].as<std::int64_t>();
+            auto wr = w.exec_params(std::string("SELECT ") + wallet_columns + " FROM ledger.wallets w WHERE w.id = $1", wallet_id);
+            json::writer j;
+            j.start_object().kv("id", id).kv("username", username).kv("email", email);
+            j.kv("role", u[0][1].as<std::string>()).kv("created_at", u[0][2].as<std::string>());
+            j.key("wallet");
+            write_wallet(j, wr[0]);
+            j.end_object();
+            return j.str();
+        });
+    } catch (const std::exception& e) {
+        if (db::sqlstate_of(e) != "23505") throw;
+        bool email_taken = std::string_view(e.what()).find("users_email") != std::string_view::npos;
+        fail(409, "already-exists", "Already registered",
+             email_taken ? "This email address is already registered." : "This username is taken.",
+             {{"field", email_taken ? "\"email\"" : "\"username\""}});
+    }
+    log::info("user registered", {{"username", username}});
+    auto r = json_response(201, std::move(body));
+    r.headers.push_back({"Location", "/v1/auth/profile"});
+    return r;
+}
+
+std::optional<http::response> api::impl::login(context& c) {
+    auto doc = json_body(c.req, {"username", "password"});
+    auto username = json::require_string(doc, "username", 64);
+    auto password = json::require_string(doc, "password", 128);
+    if (int wait_s = per_login.take(username + "|" + c.req.remote_address); wait_s > 0) {
+        am().rate_limited.inc();
+        auto resp = http::problem(429, "rate-limited", "Too Many Requests",
+                                  "Too many login attempts for this username; wait before trying again.", c.req.request_id);
+        resp.headers.push_back({"Retry-After", std::to_string(wait_s)});
+        return resp;
+    }
+    auto user = in_transaction(pool, [&](pqxx::work& w) {
+        auto r = w.exec_params("SELECT id, password_hash FROM gateway.users WHERE username = $1", username);
+        return r.empty() ? std::optional<std::pair<std::int64_t, std::string>>()
+                         : std::make_pair(r[0][0].as<std::int64_t>(), r[0][1].as<std::string>());
+    });
+    bool ok = verify_password(password, user ? user->second : dummy_hash) && user;
+    if (!ok) {
+        am().logins_failed.inc();
+        log::info("login failed", {{"username", username}});
+        fail(401, "invalid-credentials", "Invalid credentials", "The username or password is wrong.");
+    }
+    auto token = new_token();
+    auto ttl_ms = static_cast<std::int64_t>(opts.token_ttl.count());
+    auto expires_at = in_transaction(pool, [&](pqxx::work& w) {
+        w.exec_params("DELETE FROM gateway.tokens WHERE user_id = $1 AND expires_at < now() - interval '1 day'", user->first);
+        return w.exec_params("INSERT INTO gateway.tokens (token_hash, user_id, expires_at) "
+                             "VALUES ($1, $2, now() + $3 * interval '1 millisecond') RETURNING " + iso("expires_at"),
+                             sha256_hex(token), user->first, ttl_ms)[0][0]
+            .as<std::string>();
+    });
+    json::writer j;
+    j.start_object().kv("token", token).kv("token_type", "Bearer").kv("expires_at", expires_at);
+    j.kv("expires_in", ttl_ms / 1000).end_object();
+    return json_response(200, j.str());
+}
+
+std::optional<http::response> api::impl::logout(context& c) {
+    in_transaction(pool, [&](pqxx::work& w) {
+        w.exec_params("UPDATE gateway.tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+                      c.me().token_hash);
+        return 0;
+    });
+    http::response r;
+    r.status = 204;
+    r.content_type.clear();
+    return r;
+}
+
+std::optional<http::response> api::impl::profile(context& c) {
+    return in_transaction(pool, [&](pqxx::work& w) {
+        auto r = w.exec_params("SELECT id, username, email, role, " + iso("created_at") + " FROM gateway.users WHERE id = $1",
+                               c.me().id);
+        if (r.empty()) fail_not_found("The user");
+        json::writer j;
+        j.start_object().kv("id", r[0][0].as<std::int64_t>()).kv("username", r[0][1].as<std::string>());
+        j.kv("email", r[0][2].as<std::string>()).kv("role", r[0][3].as<std::string>());
+        j.kv("created_at", r[0][4].as<std::string>()).end_object();
+        return json_response(200, j.str());
+    });
+}
+
+std::optional<http::response> api::impl::openapi(context&) {
+    http::response r;
+    r.body = std::string(openapi_json());
+    r.headers.push_back({"Cache-Control", "public, max-age=300"});
+    return r;
+}
+
+std::optional<http::response> api::impl::docs(context&) {
+    http::response r;
+    r.body = std::string(docs_html());
+    r.content_type = "text/html; charset=utf-8";
+    r.headers.push_back({"Cache-Control", "public, max-age=300"});
+    r.headers.push_back({"Content-Security-Policy",
+                         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"});
+    return r;
+}
+
+}  // namespace txp::gateway

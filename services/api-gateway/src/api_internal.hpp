@@ -1,0 +1,160 @@
+// Internals of the API shared by its translation units: the problem helpers, the
+// authenticated caller, JSON body checks and the transaction helper.
+#pragma once
+
+#include "gateway.hpp"
+#include "outcome_waiters.hpp"
+#include "rate_limiter.hpp"
+
+#include "txp/common/json.hpp"
+#include "txp/db/db.hpp"
+#include "txp/http/message.hpp"
+
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace txp::gateway {
+
+// An answer other than success, thrown out of a handler (and out of a DB transaction,
+// which it rolls back).
+class api_error : public std::exception {
+public:
+    explicit api_error(http::response r) : response_(std::move(r)) {}
+    const char* what() const noexcept override { return "api error"; }
+    http::response& response() { return response_; }
+
+private:
+    http::response response_;
+};
+
+[[noreturn]] void fail(unsigned status, std::string_view type, std::string_view title, std::string_view detail,
+                       std::vector<http::problem_member> extra = {});
+[[noreturn]] void fail_field(const std::string& field, const std::string& detail, unsigned status = 400);
+[[noreturn]] void fail_not_found(std::string_view what);
+
+// The request id of the request this thread is handling (for problems thrown deep down).
+const std::string& current_request_id();
+
+struct caller {
+    std::int64_t id = 0;
+    std::string username;
+    std::string role;
+    std::string token_hash;
+    bool admin() const { return role == "admin"; }
+    std::string idempotency_scope() const { return "user:" + std::to_string(id); }
+};
+
+struct context {
+    const http::request& req;
+    std::shared_ptr<http::response_writer> writer;
+    std::map<std::string, std::string> params;  // path parameters by name
+    std::optional<caller> user;
+    const caller& me() const { return *user; }
+};
+
+// The request body as a JSON object whose members are all in `allowed` (400 naming an
+// unknown one; 400 malformed-json; the content type was checked by the router).
+rapidjson::Document json_body(const http::request& req, std::initializer_list<const char*> allowed);
+
+// A path parameter that must be a positive integer id; anything else is 404 (no such thing).
+std::int64_t id_param(const context& c, const char* name, std::string_view what);
+
+// Integer query parameter within [min, max]; 400 naming it otherwise.
+std::optional<std::int64_t> int_query(const http::request& req, const char* name, std::int64_t min, std::int64_t max);
+
+// SQL expression rendering a timestamptz as ISO-8601 UTC with microseconds.
+std::string iso(std::string_view column);
+
+http::response json_response(unsigned status, std::string body);
+
+// Runs fn(work) in a transaction and commits, retrying transient database failures a few
+// times; api_error and permanent failures propagate unchanged (after rollback).
+template <typename F>
+auto in_transaction(db::pool& pool, F&& fn) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    for (int attempt = 1;; ++attempt) {
+        try {
+            auto lease = pool.acquire();
+            try {
+                pqxx::work w(*lease);
+                auto result = fn(w);
+                w.commit();
+                return result;
+            } catch (const pqxx::broken_connection&) {
+                lease.discard();
+                throw;
+            } catch (const pqxx::in_doubt_error&) {
+                lease.discard();
+                throw;
+            }
+        } catch (const api_error&) {
+            throw;
+        } catch (const std::exception& e) {
+            if (attempt >= 4 || db::classify(e) != db::failure_kind::transient) throw;
+            std::uniform_int_distribution<int> jitter(5, 20 * attempt);
+            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+        }
+    }
+}
+
+// Wallet and transaction representations. Column lists match the writers.
+extern const char* const wallet_columns;       // for "FROM ledger.wallets w"
+extern const char* const transaction_columns;  // for "FROM ledger.transactions t"
+void write_wallet(json::writer& w, const pqxx::row& r);
+// `wallet` (when set) is the wallet whose history this is: adds direction and its balance_after.
+void write_transaction(json::writer& w, const pqxx::row& r, const caller& viewer, std::optional<std::int64_t> wallet,
+                       bool sees_source, bool sees_destination);
+
+struct api::impl {
+    db::pool& pool;
+    options opts;
+    outcome_waiters* waiters;
+    api::readiness_check ready;
+    rate_limiter per_token;
+    rate_limiter per_login;
+    std::string dummy_hash;  // verified against when a username is unknown (same timing)
+
+    impl(db::pool& p, const options& o, outcome_waiters* w, api::readiness_check r);
+
+    void handle(http::request&& req, std::shared_ptr<http::response_writer> w);
+    caller authenticate(const http::request& req);
+
+    // Handlers: a response, or nullopt when the request was parked (Prefer: wait).
+    using handler_fn = std::optional<http::response> (impl::*)(context&);
+    std::optional<http::response> register_user(context& c);
+    std::optional<http::response> login(context& c);
+    std::optional<http::response> logout(context& c);
+    std::optional<http::response> profile(context& c);
+    std::optional<http::response> list_wallets(context& c);
+    std::optional<http::response> my_wallet(context& c);
+    std::optional<http::response> get_wallet(context& c);
+    std::optional<http::response> wallet_transactions(context& c);
+    std::optional<http::response> post_transaction(context& c);
+    std::optional<http::response> my_deposit(context& c);
+    std::optional<http::response> my_withdraw(context& c);
+    std::optional<http::response> my_transfer(context& c);
+    std::optional<http::response> get_transaction(context& c);
+    std::optional<http::response> openapi(context& c);
+    std::optional<http::response> docs(context& c);
+
+    struct money_request {
+        std::string type;
+        std::optional<std::int64_t> wallet_id;  // nullopt: the caller's own ("me") wallet
+        std::optional<std::int64_t> to_wallet_id;
+        std::optional<std::int64_t> to_user_id;
+        std::int64_t amount = 0;
+        std::optional<std::string> currency;  // nullopt: the wallet's currency
+        std::optional<std::string> description;
+        std::optional<std::string> metadata;  // JSON object text
+        std::string key;
+    };
+    std::optional<http::response> accept_money(context& c, money_request m);
+    std::optional<http::response> convenience(context& c, const std::string& type);
+};
+
+}  // namespace txp::gateway

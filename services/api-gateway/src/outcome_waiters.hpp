@@ -1,0 +1,80 @@
+// Prefer: wait=N. A request that wants the outcome parks its response writer here; the
+// events thread (an exclusive, auto-delete queue bound to txp.events with tx.*) completes
+// it when the transaction's event arrives, and answers "still queued" at the deadline.
+// No io thread blocks while a client waits.
+#pragma once
+
+#include "txp/amqp/message.hpp"
+#include "txp/http/message.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace txp::gateway {
+
+// A terminal outcome as an event (or the database) tells it.
+struct tx_outcome {
+    std::string status;  // completed, rejected, failed
+    std::optional<std::string> reason;
+};
+
+class outcome_waiters {
+public:
+    // How a parked request is answered: with the outcome, or with nullopt at the deadline.
+    using responder = std::function<http::response(const std::optional<tx_outcome>&)>;
+
+    outcome_waiters();
+    ~outcome_waiters();  // stops
+    outcome_waiters(const outcome_waiters&) = delete;
+    outcome_waiters& operator=(const outcome_waiters&) = delete;
+
+    // Starts the events thread (consumer on its own connection).
+    void start(amqp::connection_options opts, std::string replica);
+    // Joins the events thread, then answers every parked request (and any parked later) as
+    // still queued.
+    void stop();
+
+    // Parks a response; call check_now() afterwards in case the event raced ahead.
+    void park(const std::string& transaction_id, std::shared_ptr<http::response_writer> writer, std::string request_id,
+              std::chrono::steady_clock::time_point deadline, responder respond);
+    // Completes the waiters of a transaction (from an event, or a database read).
+    void complete(const std::string& transaction_id, const tx_outcome& outcome);
+    // Answers waiters whose deadline passed.
+    void expire(std::chrono::steady_clock::time_point now);
+
+    std::size_t parked() const;
+    bool consumer_connected() const { return connected_.load(); }
+
+    // Parses a tx.event.v1 body into (transaction id, outcome); nullopt when it is not one.
+    static std::optional<std::pair<std::string, tx_outcome>> parse_event(const std::string& body);
+
+private:
+    struct waiter {
+        std::string transaction_id;
+        std::shared_ptr<http::response_writer> writer;
+        std::string request_id;
+        std::chrono::steady_clock::time_point deadline;
+        responder respond;
+    };
+    void answer(waiter& w, const std::optional<tx_outcome>& outcome);
+    void run(amqp::connection_options opts, std::string queue);
+
+    mutable std::mutex mu_;
+    std::uint64_t next_id_ = 0;
+    std::unordered_multimap<std::string, std::uint64_t> by_tx_;
+    std::map<std::uint64_t, waiter> waiters_;
+    bool closed_ = false;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> connected_{false};
+    std::thread thread_;
+};
+
+}  // namespace txp::gateway
