@@ -82,10 +82,18 @@ amqp_url() {
   printf 'amqp://guest:guest@127.0.0.1:5672/%s' "$v"
 }
 
-# configure_build PRESET: configure (once) and build with 2 jobs.
+# build_txp PRESET [TARGET...]: configure (once) and build with 2 jobs; with targets, only
+# those of them that exist in this checkout (the demo needs no test programs).
 build_txp() {
-  local preset="${1:-release}"
+  local preset="${1:-release}"; shift || true
   log "building ($preset preset, -j2)"
   cmake --preset "$preset" -S "$TXP_ROOT" >/dev/null
-  cmake --build --preset "$preset" -j 2
+  if [ $# -eq 0 ]; then
+    cmake --build --preset "$preset" -j 2
+    return
+  fi
+  local known wanted=()
+  known=$(ninja -C "$TXP_ROOT/build/$preset" -t targets all 2>/dev/null | cut -d: -f1)
+  for t in "$@"; do grep -qx "$t" <<<"$known" && wanted+=("$t"); done
+  cmake --build --preset "$preset" -j 2 --target "${wanted[@]}"
 }

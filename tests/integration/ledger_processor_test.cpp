@@ -277,3 +277,23 @@ TEST_CASE("entries are immutable and other roles cannot write the ledger", "[led
     CHECK(ledger_role("UPDATE ledger.entries SET amount = amount + 1") == "42501");  // the grant did not stick
     CHECK(f.balance(a) == 100);
 }
+
+TEST_CASE("seed-demo creates wallets 101-105 with a balanced opening balance, once", "[ledger][seed]") {
+    testing::ledger_fixture f;
+    ledger::seed_demo(f.ledger_pool(), 100'000);
+    ledger::seed_demo(f.ledger_pool(), 100'000);  // idempotent
+    for (std::int64_t id = 101; id <= 105; ++id) {
+        auto l = f.ledger_pool().acquire();
+        pqxx::read_transaction r(*l);
+        auto row = r.exec_params("SELECT owner_id, balance, (SELECT count(*) FROM ledger.transactions t WHERE t.wallet_id = w.id "
+                                 "AND t.idempotency_scope = 'seed') FROM ledger.wallets w WHERE id = $1",
+                                 id);
+        REQUIRE(row.size() == 1);
+        CHECK(row[0][0].as<std::int64_t>() == id - 100);
+        CHECK(row[0][2].as<int>() == 1);
+    }
+    // The seeded wallets work like any other: acceptance continues their sequence.
+    auto m = f.accept("withdrawal", 101, std::nullopt, 1);
+    CHECK(m.sequence >= 2);
+    CHECK(f.reconcile().empty());
+}

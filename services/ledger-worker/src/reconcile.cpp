@@ -20,7 +20,7 @@ void seed_demo(db::pool& pool, std::int64_t opening_balance) {
             w.exec_params(
                 "INSERT INTO ledger.transactions (id, type, wallet_id, amount, currency, sequence, idempotency_scope, "
                 "idempotency_key, request_hash, status, description, origin, balance_after, applied_by, finished_at) "
-                "VALUES ($1::uuid, 'deposit', $2, $3, 'USD', 1, 'seed', 'opening-balance-' || $2, 'seed', 'completed', "
+                "VALUES ($1::uuid, 'deposit', $2::bigint, $3, 'USD', 1, 'seed', 'opening-balance-' || $2::text, 'seed', 'completed', "
                 "'Opening balance', 'seed', $3, 'seed', now())",
                 tx, id, opening_balance);
             w.exec_params(

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# First start of the compose PostgreSQL (run once from /docker-entrypoint-initdb.d on an
+# empty data volume): txp's login roles, its database owned by txp_admin, and one schema per
+# service. Same SQL as scripts/lib/infra.sh runs on a host: deploy/postgres/roles.sql and
+# schemas.sql, mounted at /etc/txp/postgres.
+set -euo pipefail
+
+db="${TXP_DB_NAME:-txp}"
+password="${TXP_DB_PASSWORD:?TXP_DB_PASSWORD must be set}"
+sql_dir="${TXP_SQL_DIR:-/etc/txp/postgres}"
+export PGOPTIONS="-c client_min_messages=warning"
+psql=(psql -X -q -v ON_ERROR_STOP=1 --no-password --username "${POSTGRES_USER:-postgres}")
+
+"${psql[@]}" --dbname postgres -v dbname="$db" -v password="$password" -f "$sql_dir/roles.sql" >/dev/null
+"${psql[@]}" --dbname postgres -v db="$db" >/dev/null <<'SQL'
+SELECT format('CREATE DATABASE %I OWNER txp_admin', :'db')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+"${psql[@]}" --dbname "$db" -f "$sql_dir/schemas.sql" >/dev/null
+echo "txp: roles, database \"$db\" and service schemas ready"
