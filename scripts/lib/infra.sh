@@ -58,7 +58,7 @@ bootstrap_database() {
   if ! as_postgres psql -tAq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
     as_postgres createdb -O txp_admin "$db"
   fi
-  as_postgres psql -q -v ON_ERROR_STOP=1 -d "$db" -f "$TXP_ROOT/deploy/postgres/schemas.sql" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" as_postgres psql -q -v ON_ERROR_STOP=1 -d "$db" -f "$TXP_ROOT/deploy/postgres/schemas.sql" >/dev/null
 }
 
 drop_database() {
