@@ -295,5 +295,6 @@ TEST_CASE("seed-demo creates wallets 101-105 with a balanced opening balance, on
     // The seeded wallets work like any other: acceptance continues their sequence.
     auto m = f.accept("withdrawal", 101, std::nullopt, 1);
     CHECK(m.sequence >= 2);
+    CHECK(apply_one(f, m).kind == outcome_kind::completed);  // never leave a wallet waiting on it
     CHECK(f.reconcile().empty());
 }
