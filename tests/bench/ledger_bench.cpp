@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     auto t0 = clock_type::now();
     std::int64_t first = 0;
     db::with_transaction(f.gateway_pool(), [&](pqxx::work& w) {
-        auto r = w.exec_params("SELECT min(id) FROM (SELECT ledger.open_wallet(900000 + g, 'USD', 0) AS id "
+        auto r = w.exec_params("SELECT min(id) FROM (SELECT ledger.open_wallet(6000000000 + g, 'USD', 0) AS id "
                                "FROM generate_series(1, $1) g) x",
                                wallets);
         first = r[0][0].as<std::int64_t>();

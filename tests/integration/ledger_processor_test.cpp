@@ -39,8 +39,8 @@ std::string sqlstate_of(const std::function<void()>& fn) {
 
 TEST_CASE("every transaction type posts balanced entries", "[ledger]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
-    auto b = f.open_wallet(2);
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto b = f.open_wallet(testing::test_owner(2));
     f.fund(a, 10'000);
     CHECK(f.balance(a) == 10'000);
 
@@ -66,9 +66,9 @@ TEST_CASE("every transaction type posts balanced entries", "[ledger]") {
 
 TEST_CASE("business rejections are terminal states with a reason, and move nothing", "[ledger]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
-    auto eur = f.open_wallet(2, "EUR");
-    auto limited = f.open_wallet(3, "USD", 500);
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto eur = f.open_wallet(testing::test_owner(2), "EUR");
+    auto limited = f.open_wallet(testing::test_owner(3), "USD", 500);
     f.fund(a, 1'000);
 
     auto expect_rejected = [&](const ledger::tx_message& m, const std::string& reason) {
@@ -104,7 +104,7 @@ TEST_CASE("business rejections are terminal states with a reason, and move nothi
 
 TEST_CASE("a bank reversal applies below the limit and marks the wallet overdrawn", "[ledger]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto dep = f.accept("deposit", a, std::nullopt, 1'000);
     REQUIRE(apply_one(f, dep).kind == outcome_kind::completed);
     REQUIRE(apply_one(f, f.accept("payment", a, std::nullopt, 800)).kind == outcome_kind::completed);
@@ -141,7 +141,7 @@ TEST_CASE("a bank reversal applies below the limit and marks the wallet overdraw
 
 TEST_CASE("acceptance enforces idempotency keys and refuses bad input", "[ledger][acceptance]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto key = ids::uuid_v4();
     auto first = f.accept("deposit", a, std::nullopt, 100, "USD", std::nullopt, key);
     auto second = f.accept("deposit", a, std::nullopt, 100, "USD", std::nullopt, key);
@@ -164,7 +164,7 @@ TEST_CASE("acceptance enforces idempotency keys and refuses bad input", "[ledger
 
 TEST_CASE("each wallet's transactions apply in acceptance order", "[ledger][order]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto dep = f.accept("deposit", a, std::nullopt, 300);
     auto wd = f.accept("withdrawal", a, std::nullopt, 300);
 
@@ -182,7 +182,7 @@ TEST_CASE("each wallet's transactions apply in acceptance order", "[ledger][orde
 
 TEST_CASE("a parked (failed) predecessor does not block its wallet", "[ledger][order]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto t1 = f.accept("deposit", a, std::nullopt, 10);
     auto t2 = f.accept("deposit", a, std::nullopt, 20);
     ledger::processor p(f.ledger_pool(), "test");
@@ -202,7 +202,7 @@ TEST_CASE("a parked (failed) predecessor does not block its wallet", "[ledger][o
 
 TEST_CASE("a message applied twice is applied once", "[ledger][idempotency]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto dep = f.accept("deposit", a, std::nullopt, 250);
     auto mid = ids::uuid_v4();
     CHECK(apply_one(f, dep, mid).kind == outcome_kind::completed);
@@ -224,7 +224,7 @@ TEST_CASE("a message applied twice is applied once", "[ledger][idempotency]") {
 
 TEST_CASE("messages that match no accepted transaction are refused", "[ledger]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto dep = f.accept("deposit", a, std::nullopt, 100);
     auto forged = dep;
     forged.amount = 1'000'000;
@@ -240,7 +240,7 @@ TEST_CASE("messages that match no accepted transaction are refused", "[ledger]")
 
 TEST_CASE("entries are immutable and other roles cannot write the ledger", "[ledger][security]") {
     testing::ledger_fixture f;
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     f.fund(a, 100);
     auto ledger_role = [&](const std::string& sql) {
         return sqlstate_of([&] {

@@ -45,7 +45,7 @@ bool wait_depth(amqp::admin& a, const std::string& q, std::uint32_t n, std::chro
 TEST_CASE("poison messages are parked with a reason and change nothing", "[ledger][worker]") {
     testing::ledger_fixture f;
     f.purge_queues();
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     f.fund(a, 1'000);
     auto before = total_entries(f);
 
@@ -102,7 +102,7 @@ TEST_CASE("3 replicas keep each wallet's order: deposit N then withdraw N always
     std::vector<amqp::outgoing> msgs;
     std::vector<std::string> ids;
     for (int i = 0; i < 200; ++i) {
-        auto w = f.open_wallet(1000 + i);
+        auto w = f.open_wallet(testing::test_owner(1000 + i));
         auto n = 100 + i;
         auto d = f.accept("deposit", w, std::nullopt, n);
         auto x = f.accept("withdrawal", w, std::nullopt, n);
@@ -130,7 +130,7 @@ TEST_CASE("the bank test: concurrent transfers both ways preserve the total", "[
     f.purge_queues();
     std::vector<std::int64_t> wallets;
     for (int i = 0; i < 8; ++i) {
-        wallets.push_back(f.open_wallet(2000 + i));
+        wallets.push_back(f.open_wallet(testing::test_owner(2000 + i)));
         f.fund(wallets.back(), 10'000);
     }
     std::mt19937 rng(42);
@@ -169,7 +169,7 @@ TEST_CASE("the bank test: concurrent transfers both ways preserve the total", "[
 TEST_CASE("a message published twice is applied once and announced again", "[ledger][worker][idempotency]") {
     testing::ledger_fixture f;
     f.purge_queues();
-    auto a = f.open_wallet(1);
+    auto a = f.open_wallet(testing::test_owner(1));
     auto m = f.accept("deposit", a, std::nullopt, 42);
     auto msg = f.message_for(m);
     auto w = f.start_worker("dup");
@@ -194,7 +194,7 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses and doubles nothing", "
     testing::ledger_fixture f;
     f.purge_queues();
     std::vector<std::int64_t> wallets;
-    for (int i = 0; i < 20; ++i) wallets.push_back(f.open_wallet(3000 + i));
+    for (int i = 0; i < 20; ++i) wallets.push_back(f.open_wallet(testing::test_owner(3000 + i)));
     std::vector<amqp::outgoing> msgs;
     std::vector<std::string> ids;
     for (int i = 0; i < 3000; ++i) {

@@ -52,7 +52,7 @@ std::string requeue(const std::string& args) {
 TEST_CASE("requeue moves parked messages back and they are processed once", "[ledger][requeue]") {
     testing::ledger_fixture f;
     f.purge_queues();
-    auto wallet = f.open_wallet(1);
+    auto wallet = f.open_wallet(testing::test_owner(1));
     f.fund(wallet, 1'000);
     auto deposit = f.accept("deposit", wallet, std::nullopt, 250);
 

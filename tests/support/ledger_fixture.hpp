@@ -17,6 +17,10 @@
 
 namespace txp::testing {
 
+// Owner ids for wallets the ledger tests open: far above the gateway's user ids (which start
+// at 1000) and the demo users (1-6), so suites sharing a database never see each other's wallets.
+inline std::int64_t test_owner(std::int64_t n) { return 5'000'000'000 + n; }
+
 class ledger_fixture {
 public:
     ledger_fixture();
