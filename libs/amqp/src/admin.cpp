@@ -115,4 +115,14 @@ void admin::reject(std::uint64_t delivery_tag, bool requeue) {
     });
 }
 
+bool broker_reachable(const connection_options& opts, const std::string& queue) {
+    try {
+        admin a(opts);
+        a.queue_depth(queue);
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 }  // namespace txp::amqp

@@ -1,6 +1,7 @@
 // Connection pool, failure classification and the retrying transaction helper.
 #include "txp/db/db.hpp"
 
+#include "txp/common/config.hpp"
 #include "txp/common/log.hpp"
 
 #include <random>
@@ -90,6 +91,14 @@ std::string array_literal(const std::vector<std::optional<std::int64_t>>& v) {
         out += v[i] ? std::to_string(*v[i]) : std::string("NULL");
     }
     return out + "}";
+}
+
+pool_options pool_options_from_env(const std::string& application_name, std::size_t size) {
+    pool_options o;
+    o.url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
+    o.size = size;
+    o.application_name = application_name;
+    return o;
 }
 
 std::string redact_url(const std::string& url) {

@@ -3,6 +3,7 @@
 
 #include "txp/common/config.hpp"
 #include "txp/common/log.hpp"
+#include "txp/db/db.hpp"
 
 #include <openssl/evp.h>
 
@@ -111,6 +112,11 @@ int migrate(pqxx::connection& c, const std::string& schema, const std::vector<mi
     pqxx::nontransaction n(c);
     n.exec("SELECT pg_advisory_unlock(hashtext(" + n.quote(lock_key) + "))");
     return applied;
+}
+
+int migrate_schema(pool& p, const std::string& schema) {
+    auto l = p.acquire();
+    return migrate(*l, schema, load_migrations(default_migrations_dir(), schema));
 }
 
 std::string default_migrations_dir() {

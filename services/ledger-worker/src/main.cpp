@@ -22,18 +22,9 @@ using namespace txp;
 
 namespace {
 
-db::pool_options pool_options(std::size_t size) {
-    db::pool_options o;
-    o.url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
-    o.size = size;
-    o.application_name = "ledger-worker";
-    return o;
-}
+db::pool_options pool_options(std::size_t size) { return db::pool_options_from_env("ledger-worker", size); }
 
-void migrate(db::pool& pool) {
-    auto l = pool.acquire();
-    db::migrate(*l, "ledger", db::load_migrations(db::default_migrations_dir(), "ledger"));
-}
+void migrate(db::pool& pool) { db::migrate_schema(pool, "ledger"); }
 
 int run_worker() {
     auto amqp_url = config::require_url("TXP_AMQP_URL", "amqp,amqps");
@@ -51,17 +42,9 @@ int run_worker() {
     db::pool pool(pool_options(2));
     if (do_migrate) migrate(pool);
 
-    auto broker_ok = [ep = wo.amqp]() {
-        try {
-            amqp::admin a(ep);
-            a.queue_depth("ledger.transactions");
-            return true;
-        } catch (...) {
-            return false;
-        }
-    };
     http::ops_server ops(address, port, [&] {
-        return std::vector<std::pair<std::string, bool>>{{"database", pool.ping()}, {"broker", broker_ok()}};
+        return std::vector<std::pair<std::string, bool>>{
+            {"database", pool.ping()}, {"broker", amqp::broker_reachable(wo.amqp, wo.queue)}};
     });
     ops.start();
     log::info("ledger-worker started", {{"ops_port", static_cast<std::int64_t>(ops.port())}});

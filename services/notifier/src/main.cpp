@@ -22,18 +22,9 @@ using namespace txp;
 
 namespace {
 
-db::pool_options pool_options(std::size_t size) {
-    db::pool_options o;
-    o.url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
-    o.size = size;
-    o.application_name = "notifier";
-    return o;
-}
+db::pool_options pool_options(std::size_t size) { return db::pool_options_from_env("notifier", size); }
 
-void migrate(db::pool& pool) {
-    auto l = pool.acquire();
-    db::migrate(*l, "notify", db::load_migrations(db::default_migrations_dir(), "notify"));
-}
+void migrate(db::pool& pool) { db::migrate_schema(pool, "notify"); }
 
 notifier::dispatcher_options dispatcher_options_from_env(const amqp::connection_options& amqp) {
     notifier::dispatcher_options d;
@@ -79,17 +70,9 @@ int run() {
     db::pool pool(pool_options(4));
     if (do_migrate) migrate(pool);
 
-    auto broker_ok = [ep = co.amqp]() {
-        try {
-            amqp::admin a(ep);
-            a.queue_depth("notifier.events");
-            return true;
-        } catch (...) {
-            return false;
-        }
-    };
     http::ops_server ops(address, port, [&] {
-        return std::vector<std::pair<std::string, bool>>{{"database", pool.ping()}, {"broker", broker_ok()}};
+        return std::vector<std::pair<std::string, bool>>{
+            {"database", pool.ping()}, {"broker", amqp::broker_reachable(co.amqp, "notifier.events")}};
     });
     ops.start();
 

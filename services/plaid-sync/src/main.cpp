@@ -8,6 +8,7 @@
 // TXP_HTTP_ADDRESS/TXP_HTTP_PORT (ops endpoints, 9103), TXP_MIGRATE (true).
 #include "sync_service.hpp"
 
+#include "txp/amqp/admin.hpp"
 #include "txp/common/config.hpp"
 #include "txp/common/log.hpp"
 #include "txp/common/shutdown.hpp"
@@ -20,18 +21,9 @@ using namespace txp;
 
 namespace {
 
-db::pool_options pool_options(std::size_t size) {
-    db::pool_options o;
-    o.url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
-    o.size = size;
-    o.application_name = "plaid-sync";
-    return o;
-}
+db::pool_options pool_options(std::size_t size) { return db::pool_options_from_env("plaid-sync", size); }
 
-void migrate(db::pool& pool) {
-    auto l = pool.acquire();
-    db::migrate(*l, "plaid", db::load_migrations(db::default_migrations_dir(), "plaid"));
-}
+void migrate(db::pool& pool) { db::migrate_schema(pool, "plaid"); }
 
 int run() {
     // Everything from the environment first: a missing variable stops here, in one line.
@@ -54,7 +46,10 @@ int run() {
     if (do_migrate) migrate(pool);
     plaid::client client(plaid_opts);
 
-    http::ops_server ops(address, port, [&] { return std::vector<std::pair<std::string, bool>>{{"database", pool.ping()}}; });
+    http::ops_server ops(address, port, [&] {
+        return std::vector<std::pair<std::string, bool>>{
+            {"database", pool.ping()}, {"broker", amqp::broker_reachable(so.amqp, "plaid.sync")}};
+    });
     ops.start();
     log::info("plaid-sync started", {{"ops_port", static_cast<std::int64_t>(ops.port())}, {"plaid", plaid_opts.base_url},
                                      {"consumers", so.consumers}, {"sync_interval_ms", static_cast<std::int64_t>(so.sync_interval.count())}});

@@ -34,4 +34,7 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
+// For /readyz: true when a fresh connection can log in and see `queue` (never throws).
+bool broker_reachable(const connection_options& opts, const std::string& queue);
+
 }  // namespace txp::amqp

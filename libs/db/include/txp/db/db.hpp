@@ -105,6 +105,10 @@ struct retry_options {
 // the last attempt, or at once on a permanent failure, throws db_error with the kind.
 void with_transaction(pool& p, const std::function<void(pqxx::work&)>& fn, const retry_options& r = {});
 
+// Pool options for a service: TXP_DATABASE_URL (required, postgresql:// URL), the given size
+// and application name (shown in pg_stat_activity).
+pool_options pool_options_from_env(const std::string& application_name, std::size_t size);
+
 // PostgreSQL array literals for set-based statements ($1::bigint[] etc.); nullopt is NULL.
 std::string array_literal(const std::vector<std::optional<std::string>>& v);
 std::string array_literal(const std::vector<std::string>& v);

@@ -24,6 +24,10 @@ std::vector<migration> load_migrations(const std::string& dir, const std::string
 // is an error (its checksum no longer matches). Returns how many were applied.
 int migrate(pqxx::connection& c, const std::string& schema, const std::vector<migration>& ms);
 
+// Applies the migrations of `schema` found in default_migrations_dir() on a pooled connection.
+class pool;
+int migrate_schema(pool& p, const std::string& schema);
+
 // TXP_MIGRATIONS_DIR, else the source tree's deploy/migrations.
 std::string default_migrations_dir();
 
