@@ -10,5 +10,6 @@ txp_target_defaults(txp_gateway_test_support)
 
 txp_unit_test(gateway_integration_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_api_test.cpp ${CMAKE_CURRENT_LIST_DIR}/gateway_outbox_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/gateway_batch_test.cpp
   LIBS txp_gateway_test_support txp::gateway LABELS integration)
 add_dependencies(gateway_integration_tests api-gateway ledger-worker)

@@ -15,3 +15,9 @@ txp_unit_test(plaid_sync_tests SOURCES ${CMAKE_CURRENT_LIST_DIR}/plaid_sync_test
   LIBS txp_plaid_test_support LABELS integration)
 add_dependencies(plaid_emulator_tests plaid-emulator)
 add_dependencies(plaid_sync_tests plaid-emulator plaid-sync ledger-worker)
+
+# The gateway's /v1/plaid/* routes: a real api-gateway configured for the emulator process,
+# with plaid-sync and ledger-worker processes.
+txp_unit_test(gateway_plaid_tests SOURCES ${CMAKE_CURRENT_LIST_DIR}/gateway_plaid_test.cpp
+  LIBS txp_plaid_test_support txp_gateway_test_support LABELS integration)
+add_dependencies(gateway_plaid_tests api-gateway plaid-emulator plaid-sync ledger-worker)

@@ -19,7 +19,6 @@ gateway_process start_gateway(const std::string& name, std::map<std::string, std
         {"TXP_DATABASE_URL", database_url("gateway")},
         {"TXP_AMQP_URL", amqp_url()},
         {"TXP_HTTP_PORT", std::to_string(g.port)},
-        {"TXP_HTTP_THREADS", "8"},
         {"TXP_REPLICA_ID", "gw-" + name},
         {"TXP_LOG_LEVEL", "info"},
         {"TXP_LOG_FORMAT", "text"},

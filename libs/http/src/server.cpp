@@ -24,7 +24,9 @@
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <array>
 #include <atomic>
+#include <cstring>
 #include <cstdio>
 #include <condition_variable>
 #include <deque>
@@ -190,7 +192,9 @@ private:
     void do_read() {
         if (reading_ || phase_ == phase::closed) return;
         reading_ = true;
-        socket_.async_read_some(buffer_.prepare(16 * 1024),
+        // Into a buffer of its own: buffer_ is consumed (and its storage reset or moved) while
+        // this read is outstanding, which would land the bytes where commit() no longer looks.
+        socket_.async_read_some(asio::buffer(read_buf_),
                                 [self = shared_from_this()](const error_code& ec, std::size_t n) { self->on_read(ec, n); });
     }
 
@@ -206,6 +210,8 @@ private:
             close();
             return;
         }
+        auto room = buffer_.prepare(n);
+        std::memcpy(room.data(), read_buf_.data(), n);
         buffer_.commit(n);
         switch (phase_) {
             case phase::lingering:
@@ -505,6 +511,7 @@ private:
     std::string remote_address_;
 
     beast::flat_buffer buffer_;
+    std::array<char, 16 * 1024> read_buf_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     phase phase_ = phase::idle;
     bool reading_ = false;

@@ -23,6 +23,10 @@ struct route {
     api::impl::handler_fn fn;  // nullptr: an operational endpoint served by http::handle_ops
     bool auth;
     bool body;
+    // Runs on the io thread: answers from memory, or hands the request to a batcher that
+    // answers from its own thread. Everything else runs on the blocking pool.
+    bool quick = false;
+    bool money = false;  // quick unless Prefer: wait (which waits for the commit)
 };
 
 using I = api::impl;
@@ -34,18 +38,36 @@ const std::vector<route>& routes() {
         {"GET", "/v1/auth/profile", &I::profile, true, false},
         {"GET", "/v1/wallets", &I::list_wallets, true, false},
         {"GET", "/v1/wallets/me", &I::my_wallet, true, false},
-        {"POST", "/v1/wallets/me/deposit", &I::my_deposit, true, true},
-        {"POST", "/v1/wallets/me/withdraw", &I::my_withdraw, true, true},
-        {"POST", "/v1/wallets/me/transfer", &I::my_transfer, true, true},
-        {"GET", "/v1/wallets/{id}", &I::get_wallet, true, false},
+        {"POST", "/v1/wallets/me/deposit", &I::my_deposit, true, true, true, true},
+        {"POST", "/v1/wallets/me/withdraw", &I::my_withdraw, true, true, true, true},
+        {"POST", "/v1/wallets/me/transfer", &I::my_transfer, true, true, true, true},
+        {"GET", "/v1/wallets/{id}", &I::get_wallet, true, false, true},
         {"GET", "/v1/wallets/{id}/transactions", &I::wallet_transactions, true, false},
-        {"POST", "/v1/transactions", &I::post_transaction, true, true},
+        {"POST", "/v1/transactions", &I::post_transaction, true, true, true, true},
         {"GET", "/v1/transactions/{id}", &I::get_transaction, true, false},
-        {"GET", "/healthz", nullptr, false, false},
+        {"POST", "/v1/plaid/link/token", &I::plaid_link_token, true, false},
+        {"POST", "/v1/plaid/link/exchange", &I::plaid_exchange, true, true},
+        {"POST", "/v1/plaid/sandbox/link", &I::plaid_sandbox_link, true, true},
+        {"GET", "/v1/plaid/items", &I::plaid_items, true, false},
+        {"DELETE", "/v1/plaid/items/{id}", &I::plaid_remove_item, true, false},
+        {"POST", "/v1/plaid/items/{id}/sync", &I::plaid_sync_item, true, false},
+        {"GET", "/v1/plaid/accounts", &I::plaid_accounts, true, false},
+        {"POST", "/v1/plaid/accounts/{id}/refresh-balance", &I::plaid_refresh_balance, true, false},
+        {"PUT", "/v1/plaid/accounts/{id}/wallet", &I::plaid_link_wallet, true, true},
+        {"GET", "/v1/plaid/transactions", &I::plaid_transactions, true, false},
+        {"POST", "/v1/plaid/webhook", &I::plaid_webhook, false, false},
+        {"POST", "/v1/webhooks", &I::create_webhook, true, true},
+        {"GET", "/v1/webhooks", &I::list_webhooks, true, false},
+        {"DELETE", "/v1/webhooks/{id}", &I::delete_webhook, true, false},
+        {"GET", "/v1/notifications", &I::list_notifications, true, false},
+        // Authenticates itself: EventSource cannot send headers, so ?access_token= is accepted too.
+        {"GET", "/v1/events", &I::open_event_stream, false, false},
+        {"GET", "/healthz", nullptr, false, false, true},
         {"GET", "/readyz", nullptr, false, false},
-        {"GET", "/metrics", nullptr, false, false},
-        {"GET", "/openapi.json", &I::openapi, false, false},
-        {"GET", "/docs", &I::docs, false, false},
+        {"GET", "/metrics", nullptr, false, false, true},
+        {"GET", "/openapi.json", &I::openapi, false, false, true},
+        {"GET", "/docs", &I::docs, false, false, true},
+        {"GET", "/", &I::console, false, false, true},
     };
     return r;
 }
@@ -209,6 +231,38 @@ std::optional<std::int64_t> int_query(const http::request& req, const char* name
     return n;
 }
 
+http::response error_response(const std::exception& e, const std::string& request_id, const std::string& path) {
+    if (auto* fe = dynamic_cast<const json::field_error*>(&e)) {
+        json::writer f;
+        f.str(fe->field());
+        return http::problem(400, "validation-error", "Invalid request", fe->what(), request_id, {{"field", f.str()}});
+    }
+    auto state = db::sqlstate_of(e);
+    if (state == "TX400") return http::problem(422, "unprocessable", "Unprocessable request", primary_message(e), request_id);
+    if (state == "TX404") return http::problem(404, "not-found", "Not Found", primary_message(e), request_id);
+    if (state == "TX409") {
+        return http::problem(409, "idempotency-conflict", "Idempotency key reused",
+                             "This Idempotency-Key was already used for a different request.", request_id);
+    }
+    if (state.rfind("22", 0) == 0) return http::problem(400, "validation-error", "Invalid request", primary_message(e), request_id);
+    if (db::classify(e) == db::failure_kind::transient) {
+        log::warn("database unavailable for a request", {{"error", std::string_view(e.what()).substr(0, 200)}});
+        auto out = http::problem(503, "service-unavailable", "Service Unavailable", "The database is unavailable; retry shortly.",
+                                 request_id);
+        out.headers.push_back({"Retry-After", "1"});
+        return out;
+    }
+    log::error("request failed", {{"path", path}, {"sqlstate", state}, {"error", std::string_view(e.what()).substr(0, 300)}});
+    return http::problem(500, "internal", "Internal Server Error", "The server could not complete the request.", request_id);
+}
+
+void prepare_api_statements(pqxx::connection& c) {
+    c.prepare(auth_statement,
+              "SELECT u.id, u.username, u.role, (extract(epoch FROM t.expires_at) * 1000)::bigint "
+              "FROM gateway.tokens t JOIN gateway.users u ON u.id = t.user_id "
+              "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()");
+}
+
 // ---- the router -----------------------------------------------------------------------
 
 const std::vector<route_info>& route_table() {
@@ -220,28 +274,76 @@ const std::vector<route_info>& route_table() {
     return t;
 }
 
-api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, api::readiness_check r)
+api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_batcher& b, wallet_reader& wr,
+                api::readiness_check r)
     : pool(p),
       opts(o),
       waiters(w),
+      batcher(b),
+      wallets(wr),
       ready(std::move(r)),
       per_token(o.rate_limit_rps, o.rate_limit_rps * 2),
       per_login(o.login_rate_per_min / 60.0, o.login_rate_per_min),
-      dummy_hash(hash_password(new_token())) {}
+      tokens(o.auth_cache_ttl, o.auth_cache_size),
+      dummy_hash(hash_password(new_token())),
+      workers(o.handler_threads) {}
 
-api::api(db::pool& pool, const options& opts, outcome_waiters* waiters, readiness_check ready)
-    : impl_(std::make_unique<impl>(pool, opts, waiters, std::move(ready))) {}
+api::api(db::pool& pool, const options& opts, outcome_waiters* waiters, acceptance_batcher& batcher, wallet_reader& wallets,
+         readiness_check ready)
+    : impl_(std::make_unique<impl>(pool, opts, waiters, batcher, wallets, std::move(ready))) {}
 
 api::~api() = default;
 
 void api::handle(http::request&& req, std::shared_ptr<http::response_writer> w) { impl_->handle(std::move(req), std::move(w)); }
 
-void api::impl::handle(http::request&& req, std::shared_ptr<http::response_writer> w) {
+namespace {
+
+// Authentication, rate limit, content type and the handler, with every failure answered as
+// a problem. On an io thread for quick routes, on the blocking pool for the others.
+void serve(api::impl& self, const route& found, const http::request& req, std::map<std::string, std::string> params,
+           const std::shared_ptr<http::response_writer>& w) {
     tl_request_id = req.request_id;
     std::optional<http::response> out;
     try {
-        const route* found = nullptr;
-        std::map<std::string, std::string> params;
+        if (found.fn == nullptr) {
+            out = http::handle_ops(req, self.ready);
+            if (!out) fail(404, "not-found", "Not Found", "There is no endpoint at " + req.path.substr(0, 200) + ".");
+        } else {
+            context c{req, w, std::move(params), std::nullopt};
+            if (found.auth) {
+                c.user = self.authenticate(req);
+                if (int wait_s = self.per_token.take(c.user->token_hash); wait_s > 0) {
+                    am().rate_limited.inc();
+                    auto resp = http::problem(429, "rate-limited", "Too Many Requests",
+                                              "This token sends requests faster than the limit allows.", req.request_id);
+                    resp.headers.push_back({"Retry-After", std::to_string(wait_s)});
+                    throw api_error(std::move(resp));
+                }
+            }
+            if (found.body) {
+                auto ct = req.header_value("Content-Type");
+                if (!ct || !is_json_media_type(*ct)) {
+                    fail(415, "unsupported-media-type", "Unsupported Media Type",
+                         "Request bodies must be application/json.");
+                }
+            }
+            out = (self.*(found.fn))(c);
+        }
+    } catch (api_error& e) {
+        out = std::move(e.response());
+    } catch (const std::exception& e) {
+        out = error_response(e, req.request_id, req.path);
+    }
+    if (out) w->send(std::move(*out));
+}
+
+}  // namespace
+
+void api::impl::handle(http::request&& req, std::shared_ptr<http::response_writer> w) {
+    tl_request_id = req.request_id;
+    const route* found = nullptr;
+    std::map<std::string, std::string> params;
+    try {
         std::string allow;
         std::string method = req.method == "HEAD" ? "GET" : req.method;
         for (const auto& r : routes()) {
@@ -263,60 +365,18 @@ void api::impl::handle(http::request&& req, std::shared_ptr<http::response_write
             throw api_error(std::move(resp));
         }
         if (!found) fail(404, "not-found", "Not Found", "There is no endpoint at " + req.path.substr(0, 200) + ".");
-        if (found->fn == nullptr) {
-            out = http::handle_ops(req, ready);
-            if (!out) fail(404, "not-found", "Not Found", "There is no endpoint at " + req.path.substr(0, 200) + ".");
-        } else {
-            context c{req, w, std::move(params), std::nullopt};
-            if (found->auth) {
-                c.user = authenticate(req);
-                if (int wait_s = per_token.take(c.user->token_hash); wait_s > 0) {
-                    am().rate_limited.inc();
-                    auto resp = http::problem(429, "rate-limited", "Too Many Requests",
-                                              "This token sends requests faster than the limit allows.", req.request_id);
-                    resp.headers.push_back({"Retry-After", std::to_string(wait_s)});
-                    throw api_error(std::move(resp));
-                }
-            }
-            if (found->body) {
-                auto ct = req.header_value("Content-Type");
-                if (!ct || !is_json_media_type(*ct)) {
-                    fail(415, "unsupported-media-type", "Unsupported Media Type",
-                         "Request bodies must be application/json.");
-                }
-            }
-            out = (this->*(found->fn))(c);
-        }
     } catch (api_error& e) {
-        out = std::move(e.response());
-    } catch (const json::field_error& e) {
-        json::writer f;
-        f.str(e.field());
-        out = http::problem(400, "validation-error", "Invalid request", e.what(), req.request_id, {{"field", f.str()}});
-    } catch (const std::exception& e) {
-        auto state = db::sqlstate_of(e);
-        if (state == "TX400") {
-            out = http::problem(422, "unprocessable", "Unprocessable request", primary_message(e), req.request_id);
-        } else if (state == "TX404") {
-            out = http::problem(404, "not-found", "Not Found", primary_message(e), req.request_id);
-        } else if (state == "TX409") {
-            out = http::problem(409, "idempotency-conflict", "Idempotency key reused",
-                                "This Idempotency-Key was already used for a different request.", req.request_id);
-        } else if (state.rfind("22", 0) == 0) {
-            out = http::problem(400, "validation-error", "Invalid request", primary_message(e), req.request_id);
-        } else if (db::classify(e) == db::failure_kind::transient) {
-            log::warn("database unavailable for a request", {{"error", std::string_view(e.what()).substr(0, 200)}});
-            out = http::problem(503, "service-unavailable", "Service Unavailable",
-                                "The database is unavailable; retry shortly.", req.request_id);
-            out->headers.push_back({"Retry-After", "1"});
-        } else {
-            log::error("request failed", {{"path", req.path}, {"sqlstate", state},
-                                          {"error", std::string_view(e.what()).substr(0, 300)}});
-            out = http::problem(500, "internal", "Internal Server Error", "The server could not complete the request.",
-                                req.request_id);
-        }
+        w->send(std::move(e.response()));
+        return;
     }
-    if (out) w->send(std::move(*out));
+    bool quick = found->quick && !(found->money && req.header_value("Prefer"));
+    if (quick) {
+        serve(*this, *found, req, std::move(params), w);
+        return;
+    }
+    workers.post([this, found, req = std::move(req), params = std::move(params), w = std::move(w)]() mutable {
+        serve(*this, *found, req, std::move(params), w);
+    });
 }
 
 caller api::impl::authenticate(const http::request& req) {
@@ -338,18 +398,28 @@ caller api::impl::authenticate(const http::request& req) {
     if (!looks_like_token(v)) unauthorized("The token is not valid.");
     caller c;
     c.token_hash = sha256_hex(v);
-    bool ok = in_transaction(pool, [&](pqxx::work& w) {
-        auto r = w.exec_params(
-            "SELECT u.id, u.username, u.role FROM gateway.tokens t JOIN gateway.users u ON u.id = t.user_id "
-            "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
-            c.token_hash);
-        if (r.empty()) return false;
-        c.id = r[0][0].as<std::int64_t>();
-        c.username = r[0][1].as<std::string>();
-        c.role = r[0][2].as<std::string>();
-        return true;
+    if (auto hit = tokens.find(c.token_hash)) {
+        c.id = hit->id;
+        c.username = std::move(hit->username);
+        c.role = std::move(hit->role);
+        return c;
+    }
+    auto started = token_cache::clock::now();
+    std::optional<cached_caller> found = single_read(pool, [&](pqxx::nontransaction& n) -> std::optional<cached_caller> {
+        auto r = n.exec_prepared(auth_statement, c.token_hash);
+        if (r.empty()) return std::nullopt;
+        cached_caller cc;
+        cc.id = r[0][0].as<std::int64_t>();
+        cc.username = r[0][1].as<std::string>();
+        cc.role = r[0][2].as<std::string>();
+        cc.expires_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(r[0][3].as<std::int64_t>()));
+        return cc;
     });
-    if (!ok) unauthorized("The token is unknown, expired or logged out.");
+    if (!found) unauthorized("The token is unknown, expired or logged out.");
+    c.id = found->id;
+    c.username = found->username;
+    c.role = found->role;
+    tokens.put(c.token_hash, std::move(*found), started);
     return c;
 }
 
@@ -444,6 +514,7 @@ std::optional<http::response> api::impl::logout(context& c) {
                       c.me().token_hash);
         return 0;
     });
+    tokens.revoke(c.me().token_hash);
     http::response r;
     r.status = 204;
     r.content_type.clear();

@@ -2,16 +2,23 @@
 // authenticated caller, JSON body checks and the transaction helper.
 #pragma once
 
+#include "acceptance_batcher.hpp"
 #include "gateway.hpp"
 #include "outcome_waiters.hpp"
 #include "rate_limiter.hpp"
+#include "token_cache.hpp"
+#include "wallet_reader.hpp"
 
 #include "txp/common/json.hpp"
 #include "txp/db/db.hpp"
 #include "txp/http/message.hpp"
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <initializer_list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -102,6 +109,38 @@ auto in_transaction(db::pool& pool, F&& fn) {
     }
 }
 
+// Runs fn(conn) for a single statement without BEGIN/COMMIT (one round trip instead of
+// three), retrying transient failures like in_transaction. Only for one-statement reads.
+template <typename F>
+auto single_read(db::pool& pool, F&& fn) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    for (int attempt = 1;; ++attempt) {
+        try {
+            auto lease = pool.acquire();
+            try {
+                pqxx::nontransaction n(*lease);
+                return fn(n);
+            } catch (const pqxx::broken_connection&) {
+                lease.discard();
+                throw;
+            }
+        } catch (const api_error&) {
+            throw;
+        } catch (const std::exception& e) {
+            if (attempt >= 4 || db::classify(e) != db::failure_kind::transient) throw;
+            std::uniform_int_distribution<int> jitter(5, 20 * attempt);
+            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+        }
+    }
+}
+
+// The problem+json answer for an exception a handler (or the acceptance batcher) raised:
+// the ledger's TX400/TX404/TX409, bad data, an unavailable database, or an internal error.
+http::response error_response(const std::exception& e, const std::string& request_id, const std::string& path);
+
+// The statement prepare_api_statements() prepares on every pooled connection.
+inline constexpr const char* auth_statement = "txp_gateway_auth";
+
 // Wallet and transaction representations. Column lists match the writers.
 extern const char* const wallet_columns;       // for "FROM ledger.wallets w"
 extern const char* const transaction_columns;  // for "FROM ledger.transactions t"
@@ -110,16 +149,79 @@ void write_wallet(json::writer& w, const pqxx::row& r);
 void write_transaction(json::writer& w, const pqxx::row& r, const caller& viewer, std::optional<std::int64_t> wallet,
                        bool sees_source, bool sees_destination);
 
+// Threads for the handlers that block on the database (or on Argon2id), so that the io
+// threads only parse, route and write, and stay few.
+class blocking_pool {
+public:
+    explicit blocking_pool(int threads) {
+        for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { run(); });
+    }
+    // Runs what was posted, then joins.
+    ~blocking_pool() {
+        {
+            std::lock_guard lk(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    blocking_pool(const blocking_pool&) = delete;
+    blocking_pool& operator=(const blocking_pool&) = delete;
+
+    void post(std::function<void()> task) {
+        {
+            std::lock_guard lk(mu_);
+            tasks_.push_back(std::move(task));
+        }
+        cv_.notify_one();
+    }
+
+private:
+    void run() {
+        for (;;) {
+            std::function<void()> task;
+            {
+                std::unique_lock lk(mu_);
+                cv_.wait(lk, [&] { return !tasks_.empty() || stopping_; });
+                if (tasks_.empty()) return;
+                task = std::move(tasks_.front());
+                tasks_.pop_front();
+            }
+            task();
+        }
+    }
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> tasks_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
+
+// The /v1/plaid/* routes' shared state (plaid_routes.cpp); nullptr when Plaid is not configured.
+class plaid_gateway;
+std::shared_ptr<plaid_gateway> make_plaid_gateway(db::pool& pool, const options& opts);
+
+// The notifier's routes' shared state (notify_routes.cpp): webhook settings and the SSE
+// stream registry, which it registers with the waiters' events thread for notify.created.
+class notify_gateway;
+std::shared_ptr<notify_gateway> make_notify_gateway(const options& opts, outcome_waiters* waiters);
+
 struct api::impl {
     db::pool& pool;
     options opts;
     outcome_waiters* waiters;
+    acceptance_batcher& batcher;
+    wallet_reader& wallets;
     api::readiness_check ready;
     rate_limiter per_token;
     rate_limiter per_login;
+    token_cache tokens;
     std::string dummy_hash;  // verified against when a username is unknown (same timing)
+    std::shared_ptr<plaid_gateway> plaid = make_plaid_gateway(pool, opts);
+    std::shared_ptr<notify_gateway> notify = make_notify_gateway(opts, waiters);
+    blocking_pool workers;   // last: joined first, while everything its tasks use still exists
 
-    impl(db::pool& p, const options& o, outcome_waiters* w, api::readiness_check r);
+    impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_batcher& b, wallet_reader& wr, api::readiness_check r);
 
     void handle(http::request&& req, std::shared_ptr<http::response_writer> w);
     caller authenticate(const http::request& req);
@@ -141,6 +243,25 @@ struct api::impl {
     std::optional<http::response> get_transaction(context& c);
     std::optional<http::response> openapi(context& c);
     std::optional<http::response> docs(context& c);
+    // /v1/plaid/* (plaid_routes.cpp)
+    std::optional<http::response> plaid_link_token(context& c);
+    std::optional<http::response> plaid_exchange(context& c);
+    std::optional<http::response> plaid_sandbox_link(context& c);
+    std::optional<http::response> plaid_items(context& c);
+    std::optional<http::response> plaid_accounts(context& c);
+    std::optional<http::response> plaid_sync_item(context& c);
+    std::optional<http::response> plaid_refresh_balance(context& c);
+    std::optional<http::response> plaid_remove_item(context& c);
+    std::optional<http::response> plaid_transactions(context& c);
+    std::optional<http::response> plaid_link_wallet(context& c);
+    std::optional<http::response> plaid_webhook(context& c);
+    // Webhooks, the feed, the event stream and the console (notify_routes.cpp)
+    std::optional<http::response> create_webhook(context& c);
+    std::optional<http::response> list_webhooks(context& c);
+    std::optional<http::response> delete_webhook(context& c);
+    std::optional<http::response> list_notifications(context& c);
+    std::optional<http::response> open_event_stream(context& c);
+    std::optional<http::response> console(context& c);
 
     struct money_request {
         std::string type;

@@ -17,22 +17,48 @@
 
 namespace txp::gateway {
 
+// Plaid settings for the /v1/plaid/* routes (plaid_routes.cpp).
+struct plaid_config;
+// Webhook and event-stream settings for the notifier's routes (notify_routes.hpp).
+struct notify_config;
+
 struct options {
     std::string database_url;
     std::string amqp_url;
     std::string http_address = "127.0.0.1";
     std::uint16_t http_port = 8000;  // 0: any free port (logged as "api-gateway listening")
-    int http_threads = 8;            // handlers block on the database
-    std::size_t db_pool_size = 8;
+    int http_threads = 2;            // io threads: parse, route, authenticate from the cache, write
+    int handler_threads = 8;         // for the handlers that block on the database or on Argon2id
+    std::size_t db_pool_size = 8;    // for reads and authentication (acceptance has its own connections)
+    int accept_committers = 2;       // acceptance batcher threads, one connection each
+    std::size_t accept_batch = 64;   // requests accepted in one database transaction at most
+    // How long a token -> user lookup is reused. A token logged out on this replica dies at
+    // once; on other replicas it keeps working for at most this long. 0 turns the cache off.
+    std::chrono::milliseconds auth_cache_ttl{std::chrono::seconds(5)};
+    std::size_t auth_cache_size = 100000;  // entries (about 200 bytes each)
+    int wallet_readers = 1;          // threads answering GET /v1/wallets/{id}, one connection each
     std::size_t body_limit = 64 * 1024;
     std::chrono::milliseconds token_ttl{std::chrono::hours(24)};
     double rate_limit_rps = 50;  // per token; 0 turns it off; burst is twice this
     double login_rate_per_min = 10;  // per username and client address
     bool migrate = true;
+    // Plaid: off (the routes answer 503) unless TXP_PLAID_CLIENT_ID is set; see plaid_config_from_env.
+    std::shared_ptr<const plaid_config> plaid;
+    // Webhooks answer 503 unless TXP_WEBHOOK_SECRET_KEY is set; see notify_config_from_env.
+    std::shared_ptr<const notify_config> notify;
 
     // From TXP_* variables; throws config::config_error naming the variable.
     static options from_env();
 };
+
+// TXP_PLAID_BASE_URL or TXP_PLAID_ENV, TXP_PLAID_CLIENT_ID, TXP_PLAID_SECRET, TXP_PLAID_TOKEN_KEY,
+// TXP_PLAID_WEBHOOK_URL: nullptr when TXP_PLAID_CLIENT_ID is unset; throws config::config_error
+// naming a variable that is set but malformed (or missing while the client id is set).
+std::shared_ptr<const plaid_config> plaid_config_from_env();
+
+// TXP_WEBHOOK_SECRET_KEY (unset: webhooks off), TXP_WEBHOOK_ALLOW, TXP_SSE_MAX_PER_USER,
+// TXP_SSE_MAX_STREAMS, TXP_SSE_HEARTBEAT; throws config::config_error naming a malformed one.
+std::shared_ptr<const notify_config> notify_config_from_env();
 
 // One route the API serves: "GET" and "/v1/wallets/{id}".
 struct route_info {
@@ -45,15 +71,21 @@ const std::vector<route_info>& route_table();
 // The OpenAPI 3 document and the /docs page, both compiled into the binary.
 std::string_view openapi_json();
 std::string_view docs_html();
+// The web console served at / (console.html).
+std::string_view console_html();
 
 class outcome_waiters;
+class acceptance_batcher;
+class wallet_reader;
 
-// Answers requests; thread-safe. Handlers block on the database; waiting requests do not
-// hold an io thread.
+// Answers requests; thread-safe. Most reads block their io thread on the database; money
+// requests go to the acceptance batcher and single-wallet reads to the wallet reader, which
+// answer from their own threads; waiting requests (Prefer: wait) do not hold an io thread.
 class api {
 public:
     using readiness_check = std::function<std::vector<std::pair<std::string, bool>>()>;
-    api(db::pool& pool, const options& opts, outcome_waiters* waiters, readiness_check ready);
+    api(db::pool& pool, const options& opts, outcome_waiters* waiters, acceptance_batcher& batcher, wallet_reader& wallets,
+        readiness_check ready);
     ~api();
     api(const api&) = delete;
     api& operator=(const api&) = delete;
@@ -65,6 +97,9 @@ public:
 private:
     std::unique_ptr<impl> impl_;
 };
+
+// Prepares the API's hot statements on a connection (for the pool's on_connect).
+void prepare_api_statements(pqxx::connection& c);
 
 // Applies deploy/migrations/gateway (under the migrations lock); returns how many ran.
 int migrate(db::pool& pool);

@@ -4,6 +4,7 @@
 #include "gateway.hpp"
 #include "outcome_waiters.hpp"
 #include "rate_limiter.hpp"
+#include "token_cache.hpp"
 
 #include "txp/common/json.hpp"
 
@@ -47,6 +48,39 @@ TEST_CASE("token buckets allow a burst, then refill at the rate", "[gateway][rat
     CHECK(r.take("k", t0 + std::chrono::milliseconds(600)) >= 1);
     rate_limiter off(0, 0);
     for (int i = 0; i < 1000; ++i) REQUIRE(off.take("k", t0) == 0);
+}
+
+TEST_CASE("the token cache reuses lookups for its TTL, never past the token's expiry or a logout", "[gateway][auth]") {
+    using namespace std::chrono_literals;
+    token_cache cache(5s, 3);
+    auto t0 = token_cache::clock::now();
+    auto wall = std::chrono::system_clock::now();
+    cached_caller alice{1, "alice", "user", wall + 1h};
+    cache.put("a", alice, t0, t0);
+    REQUIRE(cache.find("a", t0 + 1s, wall + 1s));
+    CHECK(cache.find("a", t0 + 1s, wall + 1s)->username == "alice");
+    CHECK_FALSE(cache.find("a", t0 + 5s, wall + 5s));  // the TTL passed: ask the database again
+    CHECK_FALSE(cache.find("unknown", t0, wall));
+
+    cached_caller short_lived{2, "bob", "user", wall + 2s};
+    cache.put("b", short_lived, t0, t0);
+    CHECK(cache.find("b", t0 + 1s, wall + 1s));
+    CHECK_FALSE(cache.find("b", t0 + 3s, wall + 3s));  // the token itself expired
+
+    // Logout: gone at once, and a lookup that started before it cannot bring it back.
+    cache.put("c", alice, t0, t0);
+    cache.revoke("c", t0 + 1s);
+    CHECK_FALSE(cache.find("c", t0 + 1s, wall + 1s));
+    cache.put("c", alice, t0 + 500ms, t0 + 2s);
+    CHECK_FALSE(cache.find("c", t0 + 2s, wall + 2s));
+
+    // Bounded: a full cache makes room instead of growing.
+    for (int i = 0; i < 100; ++i) cache.put(std::to_string(i) + "-k", alice, t0, t0);
+    CHECK(cache.size() <= 3);
+
+    token_cache off(0s, 10);
+    off.put("a", alice, t0, t0);
+    CHECK_FALSE(off.find("a", t0, wall));
 }
 
 TEST_CASE("tx events parse into outcomes", "[gateway][events]") {

@@ -1,15 +1,16 @@
-// Accepting money: validation, ownership, and in ONE database transaction the ledger's
-// acceptance function plus the outbox row, then 202 (or the outcome with Prefer: wait).
+// Accepting money: validation here; ownership, the ledger's acceptance function and the
+// outbox row in ONE database transaction, grouped with concurrent requests by the acceptance
+// batcher; then 202 after the commit (or the outcome with Prefer: wait).
 #include "api_internal.hpp"
 
-#include "ledger.hpp"
-#include "txp/common/ids.hpp"
 #include "txp/common/log.hpp"
 #include "txp/common/metrics.hpp"
 #include "txp/common/money.hpp"
 
 #include <algorithm>
 #include <cctype>
+#include <future>
+#include <memory>
 
 namespace txp::gateway {
 
@@ -189,93 +190,85 @@ std::optional<http::response> api::impl::convenience(context& c, const std::stri
 
 std::optional<http::response> api::impl::accept_money(context& c, money_request m) {
     const auto& me = c.me();
-    const std::string request_id = c.req.request_id;
-    auto run = [&](pqxx::work& w) {
-        // Ownership first: another user's wallet is "not found", never "forbidden".
-        pqxx::result wallet =
-            m.wallet_id ? w.exec_params("SELECT id, owner_id, currency::text FROM ledger.wallets WHERE id = $1", *m.wallet_id)
-                        : w.exec_params("SELECT id, owner_id, currency::text FROM ledger.wallets WHERE owner_id = $1 "
-                                        "AND ($2::text IS NULL OR currency = $2) ORDER BY id LIMIT 1",
-                                        me.id, m.currency);
-        if (wallet.empty() || wallet[0][1].as<std::int64_t>() != me.id) fail_not_found("The wallet");
-        accepted a;
-        a.wallet_id = wallet[0][0].as<std::int64_t>();
-        a.currency = m.currency.value_or(wallet[0][2].as<std::string>());
-        auto to = m.to_wallet_id;
-        if (m.to_user_id) {
-            auto r = w.exec_params("SELECT id FROM ledger.wallets WHERE owner_id = $1 AND currency = $2 AND status = 'active' "
-                                   "ORDER BY id LIMIT 1",
-                                   *m.to_user_id, a.currency);
-            if (r.empty()) fail_not_found("A " + a.currency + " wallet of that user");
-            to = r[0][0].as<std::int64_t>();
+    acceptance a;
+    a.user_id = me.id;
+    a.scope = me.idempotency_scope();
+    a.key = m.key;
+    a.type = m.type;
+    a.wallet_id = m.wallet_id;
+    a.to_wallet_id = m.to_wallet_id;
+    a.to_user_id = m.to_user_id;
+    a.amount = m.amount;
+    a.currency = m.currency;
+    a.description = m.description;
+    a.metadata = m.metadata;
+    a.request_id = c.req.request_id;
+
+    // What the answer needs besides the ledger's outcome.
+    auto answer_for = [type = m.type, amount = m.amount, key = m.key](acceptance_outcome&& o) {
+        accepted x;
+        x.transaction_id = std::move(o.transaction_id);
+        x.status = std::move(o.status);
+        x.reason = std::move(o.reason);
+        x.type = type;
+        x.wallet_id = o.wallet_id;
+        x.to_wallet_id = o.to_wallet_id;
+        x.amount = amount;
+        x.currency = std::move(o.currency);
+        x.reference = key;
+        x.created_at = std::move(o.created_at);
+        x.created = o.created;
+        if (x.created) {
+            mm().accepted.inc();
+            log::info("transaction accepted", {{"transaction_id", x.transaction_id}, {"type", x.type}, {"wallet_id", x.wallet_id}});
+        } else {
+            mm().replayed.inc();
         }
-        auto r = w.exec_params(
-            "SELECT a.transaction_id::text, a.status, a.sequence, a.to_sequence, a.created, a.reason, a.to_wallet_id, " +
-                iso("a.created_at") +
-                " FROM ledger.accept_transaction($1, $2, $3, $4, $5::bigint, $6, $7, NULL, $8, $9::jsonb, 'api') a",
-            me.idempotency_scope(), m.key, m.type, a.wallet_id, to, m.amount, a.currency, m.description, m.metadata);
-        const auto& row = r[0];
-        a.transaction_id = row[0].as<std::string>();
-        a.status = row[1].as<std::string>();
-        a.created = row[4].as<bool>();
-        if (!row[5].is_null()) a.reason = row[5].as<std::string>();
-        if (!row[6].is_null()) a.to_wallet_id = row[6].as<std::int64_t>();
-        a.type = m.type;
-        a.amount = m.amount;
-        a.reference = m.key;
-        a.created_at = row[7].as<std::string>();
-        if (a.created) {
-            ledger::tx_message msg;
-            msg.transaction_id = a.transaction_id;
-            msg.type = m.type;
-            msg.wallet_id = a.wallet_id;
-            msg.to_wallet_id = a.to_wallet_id;
-            msg.amount = m.amount;
-            msg.currency = a.currency;
-            msg.sequence = row[2].as<std::int64_t>();
-            if (!row[3].is_null()) msg.to_sequence = row[3].as<std::int64_t>();
-            msg.reference = m.key;
-            msg.origin = "api";
-            msg.accepted_at = a.created_at;
-            w.exec_params("INSERT INTO gateway.outbox (message_id, exchange, routing_key, body, type, correlation_id) "
-                          "VALUES ($1::uuid, 'txp.commands', 'ledger.transaction', $2, $3, $4)",
-                          ids::uuid_v4(), msg.to_json(), std::string(ledger::message_type), request_id);
-        }
-        return a;
+        return x;
     };
-    accepted a;
-    try {
-        a = in_transaction(pool, run);
-    } catch (const std::exception& e) {
-        // Two first uses of one key racing past the ledger's check: the loser sees the winner now.
-        if (db::sqlstate_of(e) != "23505") throw;
-        a = in_transaction(pool, run);
-    }
-    if (a.created) {
-        mm().accepted.inc();
-        log::info("transaction accepted", {{"transaction_id", a.transaction_id}, {"type", a.type}, {"wallet_id", a.wallet_id}});
-    } else {
-        mm().replayed.inc();
-    }
 
     int wait_s = prefer_wait(c.req);
-    if (wait_s == 0 || terminal(a.status) || waiters == nullptr) {
-        return accepted_response(a, a.status, a.reason, terminal(a.status) && wait_s > 0 ? 200 : 202, wait_s);
+    if (wait_s == 0 || waiters == nullptr) {
+        // The usual case: no io thread waits for the commit; the batcher answers after it.
+        batcher.submit(std::move(a), [writer = c.writer, request_id = c.req.request_id, path = c.req.path,
+                                      answer_for](acceptance_result&& r) {
+            http::response resp;
+            try {
+                if (r.error) std::rethrow_exception(r.error);
+                auto x = answer_for(std::move(*r.outcome));
+                resp = accepted_response(x, x.status, x.reason, 202, 0);
+            } catch (const std::exception& e) {
+                resp = error_response(e, request_id, path);
+            }
+            writer->send(std::move(resp));
+        });
+        return std::nullopt;
     }
+
+    // Prefer: wait: this thread waits for the group's commit (milliseconds), then parks the
+    // response without holding the thread until the outcome or the deadline.
+    auto done = std::make_shared<std::promise<acceptance_result>>();
+    auto result = done->get_future();
+    batcher.submit(std::move(a), [done](acceptance_result&& r) { done->set_value(std::move(r)); });
+    auto r = result.get();
+    if (r.error) std::rethrow_exception(r.error);
+    auto x = answer_for(std::move(*r.outcome));
+    if (terminal(x.status)) return accepted_response(x, x.status, x.reason, 200, wait_s);
+    const std::string request_id = c.req.request_id;
     // Park the response, then look once in case the outcome arrived before we listened.
-    waiters->park(a.transaction_id, c.writer, request_id, std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
-                  [a, wait_s](const std::optional<tx_outcome>& o) {
-                      if (!o) return accepted_response(a, "queued", std::nullopt, 202, wait_s);
-                      return accepted_response(a, o->status, o->reason, 200, wait_s);
+    waiters->park(x.transaction_id, c.writer, request_id, std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
+                  [x, wait_s](const std::optional<tx_outcome>& o) {
+                      if (!o) return accepted_response(x, "queued", std::nullopt, 202, wait_s);
+                      return accepted_response(x, o->status, o->reason, 200, wait_s);
                   });
     auto now = in_transaction(pool, [&](pqxx::work& w) {
-        auto r = w.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", a.transaction_id);
+        auto rows = w.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", x.transaction_id);
         tx_outcome o;
-        o.status = r[0][0].as<std::string>();
-        if (!r[0][1].is_null()) o.reason = r[0][1].as<std::string>();
+        o.status = rows[0][0].as<std::string>();
+        if (!rows[0][1].is_null()) o.reason = rows[0][1].as<std::string>();
         return o;
     });
-    if (terminal(now.status)) waiters->complete(a.transaction_id, now);
+    if (terminal(now.status)) waiters->complete(x.transaction_id, now);
     return std::nullopt;
 }
 

@@ -96,6 +96,11 @@ void outcome_waiters::expire(std::chrono::steady_clock::time_point now) {
     for (auto& w : done) answer(w, std::nullopt);
 }
 
+void outcome_waiters::on_notify_created(std::function<void(const std::string& body)> listener) {
+    std::lock_guard lk(listener_mu_);
+    notify_listener_ = std::move(listener);
+}
+
 std::size_t outcome_waiters::parked() const {
     std::lock_guard lock(mu_);
     return waiters_.size();
@@ -126,6 +131,7 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
     q.auto_delete = true;
     t.queues.push_back(q);
     t.bindings.push_back({amqp::events_exchange, queue, "tx.*"});
+    t.bindings.push_back({amqp::events_exchange, queue, "notify.created"});
     opts.connection_name = "api-gateway events " + queue;
     amqp::consumer c(opts, t, queue, 500);
     log::info("listening for transaction outcomes", {{"queue", queue}});
@@ -133,6 +139,11 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
         auto batch = c.next_batch(500, std::chrono::milliseconds(100), std::chrono::milliseconds(0));
         connected_ = c.generation() > 0;
         for (const auto& d : batch) {
+            if (d.routing_key == "notify.created") {
+                std::lock_guard lk(listener_mu_);
+                if (notify_listener_) notify_listener_(d.body);
+                continue;
+            }
             if (auto ev = parse_event(d.body)) complete(ev->first, ev->second);
         }
         if (!batch.empty()) c.ack_up_to(batch.back());

@@ -53,6 +53,11 @@ public:
     std::size_t parked() const;
     bool consumer_connected() const { return connected_.load(); }
 
+    // The same queue is also bound to notify.created: the feed entries the notifier recorded,
+    // handed (the message body) to this listener, which writes them to the SSE streams.
+    // Thread-safe; an empty function removes it (and waits for a call in progress).
+    void on_notify_created(std::function<void(const std::string& body)> listener);
+
     // Parses a tx.event.v1 body into (transaction id, outcome); nullopt when it is not one.
     static std::optional<std::pair<std::string, tx_outcome>> parse_event(const std::string& body);
 
@@ -75,6 +80,8 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> connected_{false};
     std::thread thread_;
+    std::mutex listener_mu_;
+    std::function<void(const std::string&)> notify_listener_;
 };
 
 }  // namespace txp::gateway

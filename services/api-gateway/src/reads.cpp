@@ -231,12 +231,25 @@ std::optional<http::response> api::impl::my_wallet(context& c) {
 
 std::optional<http::response> api::impl::get_wallet(context& c) {
     auto id = id_param(c, "id", "The wallet");
-    return in_transaction(pool, [&](pqxx::work& w) {
-        auto row = visible_wallet(w, c.me(), id);
-        json::writer j;
-        write_wallet(j, row);
-        return json_response(200, j.str());
+    // The hottest read: grouped with concurrent ones into one query; no io thread waits.
+    wallets.read(id, [writer = c.writer, me = c.me(), request_id = c.req.request_id, path = c.req.path](
+                         const pqxx::row* row, std::exception_ptr error) {
+        http::response resp;
+        try {
+            if (error) std::rethrow_exception(error);
+            if (row == nullptr || (!me.admin() && (*row)[1].as<std::int64_t>() != me.id)) {
+                resp = http::problem(404, "not-found", "Not Found", "The wallet was not found.", request_id);
+            } else {
+                json::writer j;
+                write_wallet(j, *row);
+                resp = json_response(200, j.str());
+            }
+        } catch (const std::exception& e) {
+            resp = error_response(e, request_id, path);
+        }
+        writer->send(std::move(resp));
     });
+    return std::nullopt;
 }
 
 std::optional<http::response> api::impl::wallet_transactions(context& c) {

@@ -21,14 +21,23 @@ options options::from_env() {
     o.amqp_url = config::require_url("TXP_AMQP_URL", "amqp,amqps");
     o.http_address = config::get_string("TXP_HTTP_ADDRESS", "127.0.0.1");
     o.http_port = static_cast<std::uint16_t>(config::get_int("TXP_HTTP_PORT", 8000, 0, 65535));
-    o.http_threads = static_cast<int>(config::get_int("TXP_HTTP_THREADS", 8, 1, 256));
+    o.http_threads = static_cast<int>(config::get_int("TXP_HTTP_THREADS", 2, 1, 256));
+    o.handler_threads = static_cast<int>(config::get_int("TXP_HANDLER_THREADS", 8, 1, 256));
     o.db_pool_size = static_cast<std::size_t>(config::get_int("TXP_DB_POOL_SIZE", 8, 1, 500));
+    o.accept_committers = static_cast<int>(config::get_int("TXP_ACCEPT_COMMITTERS", 2, 1, 32));
+    o.accept_batch = static_cast<std::size_t>(config::get_int("TXP_ACCEPT_BATCH", 64, 1, 64));
+    o.auth_cache_ttl = config::get_duration("TXP_AUTH_CACHE_TTL", std::chrono::seconds(5));
+    if (o.auth_cache_ttl.count() < 0) throw config::config_error("TXP_AUTH_CACHE_TTL: must be 0 (off) or a duration such as 5s");
+    o.auth_cache_size = static_cast<std::size_t>(config::get_int("TXP_AUTH_CACHE_SIZE", 100000, 1, 10000000));
+    o.wallet_readers = static_cast<int>(config::get_int("TXP_WALLET_READERS", 1, 1, 32));
     o.body_limit = static_cast<std::size_t>(config::get_int("TXP_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024));
     o.token_ttl = config::get_duration("TXP_TOKEN_TTL", std::chrono::hours(24));
     if (o.token_ttl.count() <= 0) throw config::config_error("TXP_TOKEN_TTL: must be a positive duration such as 24h");
     o.rate_limit_rps = static_cast<double>(config::get_int("TXP_RATE_LIMIT_RPS", 50, 0, 1000000));
     o.login_rate_per_min = static_cast<double>(config::get_int("TXP_LOGIN_RATE_PER_MIN", 10, 0, 1000000));
     o.migrate = config::get_bool("TXP_MIGRATE", true);
+    o.plaid = plaid_config_from_env();
+    o.notify = notify_config_from_env();
     return o;
 }
 
@@ -66,6 +75,8 @@ struct service::impl {
     std::unique_ptr<db::pool> pool;
     outcome_waiters waiters;
     std::unique_ptr<outbox_relay> relay;
+    std::unique_ptr<acceptance_batcher> batcher;
+    std::unique_ptr<wallet_reader> wallets;
     std::unique_ptr<api> handler;
     std::unique_ptr<http::server> server;
     amqp::connection_options amqp_opts;
@@ -84,11 +95,16 @@ void service::start() {
     po.url = s.opts.database_url;
     po.size = s.opts.db_pool_size;
     po.application_name = "api-gateway";
-    s.pool = std::make_unique<db::pool>(po);
     if (s.opts.migrate) {
-        int n = migrate(*s.pool);
+        // Before the statements are prepared: they name the migrations' function and tables.
+        db::pool_options mo = po;
+        mo.size = 1;
+        db::pool migrations_pool(mo);
+        int n = migrate(migrations_pool);
         log::info("gateway migrations applied", {{"applied", n}});
     }
+    po.on_connect = prepare_api_statements;
+    s.pool = std::make_unique<db::pool>(po);
     s.ledger_ok = ledger_ready(*s.pool);
     if (!s.ledger_ok) {
         log::error("ledger.accept_transaction is missing: run the ledger migrations (ledger-worker migrate); "
@@ -124,7 +140,15 @@ void service::start() {
         return std::vector<std::pair<std::string, bool>>{
             {"database", db_ok}, {"ledger_schema", st.ledger_ok.load()}, {"broker", broker_ok}};
     };
-    s.handler = std::make_unique<api>(*s.pool, s.opts, &s.waiters, ready);
+    batcher_options bo;
+    bo.database_url = s.opts.database_url;
+    bo.committers = s.opts.accept_committers;
+    bo.max_batch = s.opts.accept_batch;
+    s.batcher = std::make_unique<acceptance_batcher>(bo);
+    s.batcher->start();
+    s.wallets = std::make_unique<wallet_reader>(s.opts.database_url, s.opts.wallet_readers, 256);
+    s.wallets->start();
+    s.handler = std::make_unique<api>(*s.pool, s.opts, &s.waiters, *s.batcher, *s.wallets, ready);
 
     http::server_options so;
     so.address = s.opts.http_address;
@@ -147,6 +171,8 @@ void service::stop() {
     s.stopped = true;
     s.waiters.stop();                                        // answers parked requests: "queued"
     if (s.server) s.server->stop(std::chrono::seconds(10));  // stops accepting, finishes in-flight requests
+    if (s.batcher) s.batcher->stop();                        // commits (and answers) what is still queued
+    if (s.wallets) s.wallets->stop();
     if (s.relay) s.relay->stop();                            // a last flush, then joins
     log::info("api-gateway stopped", {{"relayed", s.relay ? s.relay->published() : 0}});
 }

@@ -1,0 +1,323 @@
+// See acceptance_batcher.hpp. A group is: BEGIN; gateway.accept_batch(arrays) (again without
+// a request that failed); one multi-row INSERT of the outbox rows of the requests that
+// created a transaction; COMMIT. Four round trips and one fsync for up to max_batch requests.
+#include "acceptance_batcher.hpp"
+
+#include "ledger.hpp"
+#include "txp/common/ids.hpp"
+#include "txp/common/log.hpp"
+#include "txp/common/metrics.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+namespace txp::gateway {
+
+namespace {
+
+constexpr const char* accept_statement = "txp_gateway_accept_batch";
+constexpr const char* outbox_statement = "txp_gateway_outbox_insert";
+// A request that keeps losing the race for its key (it cannot, more than once) is refused.
+constexpr int max_key_races = 3;
+// Failed requests a group absorbs on the fast path (each costs a re-run of the group's
+// work) before the rest runs with a savepoint per request.
+constexpr int fast_path_failures = 2;
+
+struct batcher_metrics {
+    metrics::counter& groups = metrics::global().get_counter(
+        "txp_gateway_accept_groups_total", "Acceptance groups committed (requests per group = accepted / groups)");
+    metrics::counter& requests = metrics::global().get_counter(
+        "txp_gateway_accept_group_requests_total", "Requests that went through a committed acceptance group");
+    metrics::counter& retried = metrics::global().get_counter(
+        "txp_gateway_accept_group_retries_total", "Acceptance groups run again after a transient failure");
+    metrics::counter& split = metrics::global().get_counter(
+        "txp_gateway_accept_group_splits_total", "Acceptance groups whose commit failed and whose requests were run one by one");
+    metrics::counter& failed = metrics::global().get_counter(
+        "txp_gateway_accept_group_failures_total", "Acceptance groups that failed; every request in them got an error");
+    metrics::histogram& duration = metrics::global().get_histogram(
+        "txp_gateway_accept_group_seconds", "Time to run and commit one acceptance group");
+};
+
+batcher_metrics& bm() {
+    static batcher_metrics m;
+    return m;
+}
+
+}  // namespace
+
+void prepare_acceptance_statements(pqxx::connection& c) {
+    c.prepare(accept_statement,
+              "SELECT idx, error_state, error_message, transaction_id::text, status, sequence, to_sequence, created, reason, "
+              "wallet_id, to_wallet_id, currency, created_at FROM gateway.accept_batch($1::bigint[], $2::text[], $3::text[], "
+              "$4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::boolean)");
+    c.prepare(outbox_statement,
+              "INSERT INTO gateway.outbox (message_id, exchange, routing_key, body, type, correlation_id) "
+              "SELECT m, 'txp.commands', 'ledger.transaction', b, $4, c FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(m, b, c)");
+}
+
+acceptance_batcher::acceptance_batcher(batcher_options opts)
+    : opts_(std::move(opts)), pool_([&] {
+          db::pool_options po;
+          po.url = opts_.database_url;
+          po.size = static_cast<std::size_t>(std::max(1, opts_.committers));
+          po.application_name = "api-gateway-accept";
+          po.on_connect = prepare_acceptance_statements;
+          return po;
+      }()) {}
+
+acceptance_batcher::~acceptance_batcher() { stop(); }
+
+void acceptance_batcher::start() {
+    for (int i = 0; i < std::max(1, opts_.committers); ++i) threads_.emplace_back([this] { run(); });
+}
+
+void acceptance_batcher::stop() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    // Without committers (never started) nothing may be left unanswered.
+    std::deque<item> left;
+    {
+        std::lock_guard lk(mu_);
+        left.swap(queue_);
+    }
+    for (auto& it : left) {
+        it.done({std::nullopt, std::make_exception_ptr(db::db_error(db::failure_kind::transient, "the gateway is stopping"))});
+    }
+}
+
+void acceptance_batcher::submit(acceptance a, completion done) {
+    {
+        std::unique_lock lk(mu_);
+        if (!stopping_) {
+            queue_.push_back({std::move(a), std::move(done), 0});
+            lk.unlock();
+            cv_.notify_one();
+            return;
+        }
+    }
+    done({std::nullopt, std::make_exception_ptr(db::db_error(db::failure_kind::transient, "the gateway is stopping"))});
+}
+
+std::size_t acceptance_batcher::queued() const {
+    std::lock_guard lk(mu_);
+    return queue_.size();
+}
+
+void acceptance_batcher::run() {
+    log::scope tag("", "acceptance-batcher");
+    std::vector<item> group;
+    for (;;) {
+        group.clear();
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
+            if (queue_.empty()) return;  // stopping, and everything queued has been run
+            // No waiting for a group to fill: what arrived while the last group ran is the next.
+            while (!queue_.empty() && group.size() < opts_.max_batch) {
+                group.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        execute(group);
+    }
+}
+
+void acceptance_batcher::execute(std::vector<item>& group) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    // Requests in wallet order: two committers locking the same wallets take them in the same
+    // order more often (PostgreSQL detects the remaining deadlocks; the group is run again).
+    std::stable_sort(group.begin(), group.end(), [](const item& a, const item& b) {
+        return std::pair(a.req.wallet_id.value_or(0), a.req.user_id) < std::pair(b.req.wallet_id.value_or(0), b.req.user_id);
+    });
+    std::vector<acceptance_result> results(group.size());
+    std::vector<bool> raced(group.size(), false);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int attempt = 1;; ++attempt) {
+        try {
+            auto lease = pool_.acquire();
+            try {
+                run_group(*lease, group, results, raced);
+            } catch (const pqxx::broken_connection&) {
+                lease.discard();
+                throw;
+            } catch (const pqxx::in_doubt_error&) {
+                // Committed or not: running the group again is safe, the idempotency keys
+                // make a committed request answer with its transaction (not a second one).
+                lease.discard();
+                throw;
+            }
+            bm().groups.inc();
+            bm().requests.inc(group.size());
+            bm().duration.observe_us(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+            break;
+        } catch (const std::exception& e) {
+            auto kind = db::classify(e);
+            if (kind == db::failure_kind::permanent && group.size() > 1) {
+                // Not a request's own failure (those stay in their subtransaction) and not
+                // transient: perhaps one request breaks the commit. Alone, only it fails.
+                bm().split.inc();
+                log::warn("acceptance group failed; running its requests one by one",
+                          {{"requests", group.size()}, {"sqlstate", db::sqlstate_of(e)},
+                           {"error", std::string_view(e.what()).substr(0, 300)}});
+                for (auto& it : group) {
+                    std::vector<item> one;
+                    one.push_back(std::move(it));
+                    execute(one);
+                }
+                return;
+            }
+            if (kind == db::failure_kind::permanent || attempt >= opts_.attempts) {
+                bm().failed.inc();
+                log::error("acceptance group failed; its requests get an error",
+                           {{"requests", group.size()}, {"attempts", attempt}, {"sqlstate", db::sqlstate_of(e)},
+                            {"error", std::string_view(e.what()).substr(0, 300)}});
+                auto err = std::make_exception_ptr(db::db_error(kind, e.what(), db::sqlstate_of(e)));
+                for (auto& r : results) r = {std::nullopt, err};
+                std::fill(raced.begin(), raced.end(), false);
+                break;
+            }
+            bm().retried.inc();
+            log::warn("acceptance group failed transiently; running it again",
+                      {{"requests", group.size()}, {"attempt", attempt}, {"error", std::string_view(e.what()).substr(0, 200)}});
+            std::uniform_int_distribution<int> jitter(2, 10 * attempt);
+            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+        }
+    }
+
+    // Requests that lost the race for their key to another transaction go round again: the
+    // winner has committed now, so they find it (a replay, or TX409).
+    std::vector<item> again;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        if (raced[i] && group[i].key_races + 1 < max_key_races) {
+            ++group[i].key_races;
+            again.push_back(std::move(group[i]));
+            continue;
+        }
+        if (raced[i]) {
+            results[i] = {std::nullopt, std::make_exception_ptr(db::db_error(
+                                            db::failure_kind::transient, "concurrent requests keep racing for this key", "40001"))};
+        }
+        try {
+            group[i].done(std::move(results[i]));
+        } catch (const std::exception& e) {
+            log::error("acceptance completion threw", {{"request_id", group[i].req.request_id}, {"error", e.what()}});
+        }
+    }
+    if (!again.empty()) {
+        {
+            std::lock_guard lk(mu_);
+            for (auto it = again.rbegin(); it != again.rend(); ++it) queue_.push_front(std::move(*it));
+        }
+        cv_.notify_one();
+    }
+}
+
+void acceptance_batcher::run_group(pqxx::connection& conn, std::vector<item>& group, std::vector<acceptance_result>& results,
+                                   std::vector<bool>& raced) {
+    std::fill(raced.begin(), raced.end(), false);
+    for (auto& r : results) r = {};
+    // The requests not answered yet, by position in `group`.
+    std::vector<std::size_t> pending(group.size());
+    std::iota(pending.begin(), pending.end(), std::size_t{0});
+    auto fail_request = [&](std::size_t i, const std::string& state, const std::string& message) {
+        if (state == "23505") raced[i] = true;
+        else results[i].error = std::make_exception_ptr(db::db_error(db::failure_kind::permanent, message, state));
+    };
+
+    pqxx::work w(conn);
+    int failures = 0;
+    pqxx::result rows;
+    while (!pending.empty()) {
+        // After a few failures the rest runs with a savepoint per request (see the migration).
+        bool isolate = failures >= fast_path_failures;
+        std::vector<std::int64_t> users, amounts;
+        std::vector<std::string> scopes, keys, types;
+        std::vector<std::optional<std::int64_t>> wallets, to_wallets, to_users;
+        std::vector<std::optional<std::string>> currencies, descriptions, metadata;
+        for (auto i : pending) {
+            const auto& a = group[i].req;
+            users.push_back(a.user_id);
+            scopes.push_back(a.scope);
+            keys.push_back(a.key);
+            types.push_back(a.type);
+            wallets.push_back(a.wallet_id);
+            to_wallets.push_back(a.to_wallet_id);
+            to_users.push_back(a.to_user_id);
+            amounts.push_back(a.amount);
+            currencies.push_back(a.currency);
+            descriptions.push_back(a.description);
+            metadata.push_back(a.metadata);
+        }
+        rows = w.exec_prepared(accept_statement, db::array_literal(users), db::array_literal(scopes), db::array_literal(keys),
+                               db::array_literal(types), db::array_literal(wallets), db::array_literal(to_wallets),
+                               db::array_literal(to_users), db::array_literal(amounts), db::array_literal(currencies),
+                               db::array_literal(descriptions), db::array_literal(metadata), isolate);
+        if (!isolate && !rows.empty() && !rows[rows.size() - 1][1].is_null()) {
+            // One request failed and the call kept nothing: answer it, run the others again.
+            const auto& last = rows[rows.size() - 1];
+            auto k = static_cast<std::size_t>(last[0].as<int>() - 1);
+            if (k >= pending.size()) throw std::logic_error("gateway.accept_batch named a request out of range");
+            fail_request(pending[k], last[1].as<std::string>(), last[2].as<std::string>());
+            pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+            ++failures;
+            continue;
+        }
+        if (rows.size() != pending.size()) throw std::logic_error("gateway.accept_batch did not answer every request");
+        break;
+    }
+
+    std::vector<std::string> message_ids, bodies, correlation_ids;
+    if (!pending.empty()) {
+        for (const auto& row : rows) {
+            auto k = static_cast<std::size_t>(row[0].as<int>() - 1);
+            if (k >= pending.size()) throw std::logic_error("gateway.accept_batch returned an index out of range");
+            auto i = pending[k];
+            if (!row[1].is_null()) {
+                fail_request(i, row[1].as<std::string>(), row[2].as<std::string>());
+                continue;
+            }
+            const auto& a = group[i].req;
+            acceptance_outcome o;
+            o.transaction_id = row[3].as<std::string>();
+            o.status = row[4].as<std::string>();
+            o.created = row[7].as<bool>();
+            if (!row[8].is_null()) o.reason = row[8].as<std::string>();
+            o.wallet_id = row[9].as<std::int64_t>();
+            if (!row[10].is_null()) o.to_wallet_id = row[10].as<std::int64_t>();
+            o.currency = row[11].as<std::string>();
+            o.created_at = row[12].as<std::string>();
+            if (o.created) {
+                ledger::tx_message msg;
+                msg.transaction_id = o.transaction_id;
+                msg.type = a.type;
+                msg.wallet_id = o.wallet_id;
+                msg.to_wallet_id = o.to_wallet_id;
+                msg.amount = a.amount;
+                msg.currency = o.currency;
+                msg.sequence = row[5].as<std::int64_t>();
+                if (!row[6].is_null()) msg.to_sequence = row[6].as<std::int64_t>();
+                msg.reference = a.key;
+                msg.origin = "api";
+                msg.accepted_at = o.created_at;
+                message_ids.push_back(ids::uuid_v4());
+                bodies.push_back(msg.to_json());
+                correlation_ids.push_back(a.request_id);
+            }
+            results[i].outcome = std::move(o);
+        }
+    }
+    if (!message_ids.empty()) {
+        w.exec_prepared(outbox_statement, db::array_literal(message_ids), db::array_literal(bodies),
+                        db::array_literal(correlation_ids), std::string(ledger::message_type));
+    }
+    w.commit();
+}
+
+}  // namespace txp::gateway

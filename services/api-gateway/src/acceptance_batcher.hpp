@@ -1,0 +1,110 @@
+// The acceptance batcher: money requests from many connections are accepted together in ONE
+// database transaction (one commit, one fsync) instead of one transaction each. A request
+// that fails for its own reasons (TX400, TX404, TX409) gets its own error and its neighbours
+// are unaffected (gateway.accept_batch: the group is run again without it, or with a
+// savepoint per request). Nobody is answered before the group's commit succeeded.
+#pragma once
+
+#include "txp/db/db.hpp"
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace txp::gateway {
+
+// One money request, validated and resolved as far as the API can without the database.
+struct acceptance {
+    std::int64_t user_id = 0;
+    std::string scope;  // idempotency scope: "user:<id>"
+    std::string key;
+    std::string type;
+    std::optional<std::int64_t> wallet_id;  // nullopt: the caller's own wallet (in `currency` when set)
+    std::optional<std::int64_t> to_wallet_id;
+    std::optional<std::int64_t> to_user_id;
+    std::int64_t amount = 0;
+    std::optional<std::string> currency;  // nullopt: the wallet's currency
+    std::optional<std::string> description;
+    std::optional<std::string> metadata;  // JSON object text
+    std::string request_id;               // the outbox message's correlation id
+};
+
+// The ledger's answer; created is false when an earlier request with the same key made it.
+struct acceptance_outcome {
+    std::string transaction_id;
+    std::string status;
+    std::optional<std::string> reason;
+    std::int64_t wallet_id = 0;
+    std::optional<std::int64_t> to_wallet_id;
+    std::string currency;
+    std::string created_at;
+    bool created = false;
+};
+
+// An outcome, or the error: a db::db_error whose sqlstate is the request's own failure
+// (TX400, TX404, TX409, 22xxx) or, when the whole group failed, whose kind says whether a
+// retry may succeed.
+struct acceptance_result {
+    std::optional<acceptance_outcome> outcome;
+    std::exception_ptr error;
+};
+
+struct batcher_options {
+    std::string database_url;
+    int committers = 2;          // threads, each with its own connection
+    // Requests per transaction. At most 64: with a savepoint each, more subtransactions than
+    // PostgreSQL caches per backend (64) slow every other session's snapshots.
+    std::size_t max_batch = 64;
+    int attempts = 4;            // a group failing transiently (deadlock, lost connection) is run again
+};
+
+class acceptance_batcher {
+public:
+    using completion = std::function<void(acceptance_result&&)>;
+
+    explicit acceptance_batcher(batcher_options opts);
+    ~acceptance_batcher();  // stops
+    acceptance_batcher(const acceptance_batcher&) = delete;
+    acceptance_batcher& operator=(const acceptance_batcher&) = delete;
+
+    void start();
+    // Runs everything still queued, then joins. Later submissions fail at once (transient).
+    void stop();
+
+    // Queues a request. `done` runs exactly once, on a committer thread, after the commit of
+    // the group the request was in (or the group's final failure); it must not block long.
+    void submit(acceptance a, completion done);
+
+    std::size_t queued() const;
+
+private:
+    struct item {
+        acceptance req;
+        completion done;
+        int key_races = 0;  // times it lost a race for its key to a concurrent first use
+    };
+    void run();
+    void execute(std::vector<item>& group);
+    void run_group(pqxx::connection& conn, std::vector<item>& group, std::vector<acceptance_result>& results,
+                   std::vector<bool>& raced);
+
+    batcher_options opts_;
+    db::pool pool_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<item> queue_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
+
+// Prepares the batcher's statements on a connection (for its pool's on_connect).
+void prepare_acceptance_statements(pqxx::connection& c);
+
+}  // namespace txp::gateway
