@@ -58,7 +58,7 @@ struct acceptance_result {
 
 struct batcher_options {
     std::string database_url;
-    int committers = 2;          // threads, each with its own connection
+    int committers = 1;          // threads, each with its own connection (2+ can deadlock on hot wallets; retried)
     // Requests per transaction. At most 64: with a savepoint each, more subtransactions than
     // PostgreSQL caches per backend (64) slow every other session's snapshots.
     std::size_t max_batch = 64;

@@ -30,7 +30,7 @@ struct options {
     int http_threads = 2;            // io threads: parse, route, authenticate from the cache, write
     int handler_threads = 8;         // for the handlers that block on the database or on Argon2id
     std::size_t db_pool_size = 8;    // for reads and authentication (acceptance has its own connections)
-    int accept_committers = 2;       // acceptance batcher threads, one connection each
+    int accept_committers = 1;       // acceptance batcher threads, one connection each
     std::size_t accept_batch = 64;   // requests accepted in one database transaction at most
     // How long a token -> user lookup is reused. A token logged out on this replica dies at
     // once; on other replicas it keeps working for at most this long. 0 turns the cache off.

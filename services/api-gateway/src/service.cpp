@@ -24,7 +24,7 @@ options options::from_env() {
     o.http_threads = static_cast<int>(config::get_int("TXP_HTTP_THREADS", 2, 1, 256));
     o.handler_threads = static_cast<int>(config::get_int("TXP_HANDLER_THREADS", 8, 1, 256));
     o.db_pool_size = static_cast<std::size_t>(config::get_int("TXP_DB_POOL_SIZE", 8, 1, 500));
-    o.accept_committers = static_cast<int>(config::get_int("TXP_ACCEPT_COMMITTERS", 2, 1, 32));
+    o.accept_committers = static_cast<int>(config::get_int("TXP_ACCEPT_COMMITTERS", 1, 1, 32));
     o.accept_batch = static_cast<std::size_t>(config::get_int("TXP_ACCEPT_BATCH", 64, 1, 64));
     o.auth_cache_ttl = config::get_duration("TXP_AUTH_CACHE_TTL", std::chrono::seconds(5));
     if (o.auth_cache_ttl.count() < 0) throw config::config_error("TXP_AUTH_CACHE_TTL: must be 0 (off) or a duration such as 5s");

@@ -226,6 +226,31 @@ private:
         return moved;
     }
 
+    // Of the wallets that early messages wait on, those with a failed transaction at or past
+    // their expected sequence: one query per batch, so that waiting costs no query per message.
+    std::set<std::int64_t> wallets_with_failed_ahead(const std::vector<bool>& done) {
+        std::set<std::int64_t> early;
+        for (auto i : pending_) {
+            if (done[i]) continue;
+            early.insert(items_[i].msg.wallet_id);
+            if (items_[i].msg.to_wallet_id) early.insert(*items_[i].msg.to_wallet_id);
+        }
+        std::set<std::int64_t> out;
+        if (early.empty()) return out;
+        std::vector<std::int64_t> ids, next;
+        for (auto id : early) {
+            ids.push_back(id);
+            next.push_back(wallets_.at(id).next);
+        }
+        auto r = w_.exec_params(
+            "SELECT v.w FROM unnest($1::bigint[], $2::bigint[]) AS v(w, n) WHERE EXISTS ("
+            "  SELECT 1 FROM ledger.transactions t WHERE t.status = 'failed' AND "
+            "  ((t.wallet_id = v.w AND t.sequence >= v.n) OR (t.to_wallet_id = v.w AND t.to_sequence >= v.n)))",
+            db::array_literal(ids), db::array_literal(next));
+        for (const auto& row : r) out.insert(row[0].as<std::int64_t>());
+        return out;
+    }
+
     void apply_in_order() {
         std::vector<bool> done(items_.size(), false);
         bool skipped_once = false;
@@ -244,14 +269,15 @@ private:
             // failed, in which case the wallet moves past them (once per batch).
             bool moved = false;
             if (!skipped_once) {
+                auto candidates = wallets_with_failed_ahead(done);
                 for (auto i : pending_) {
                     if (done[i]) continue;
                     const auto& m = items_[i].msg;
                     auto& ws = wallets_.at(m.wallet_id);
-                    if (ws.next < m.sequence) moved |= skip_failed(ws, m.sequence);
+                    if (ws.next < m.sequence && candidates.count(ws.id)) moved |= skip_failed(ws, m.sequence);
                     if (m.to_wallet_id) {
                         auto& wt = wallets_.at(*m.to_wallet_id);
-                        if (wt.next < *m.to_sequence) moved |= skip_failed(wt, *m.to_sequence);
+                        if (wt.next < *m.to_sequence && candidates.count(wt.id)) moved |= skip_failed(wt, *m.to_sequence);
                     }
                 }
                 skipped_once = true;

@@ -119,7 +119,9 @@ void worker::settle(bool wait_all) {
 void worker::run(const std::function<bool()>& stop) {
     log::info("consuming", {{"queue", opts_.queue}, {"batch_size", opts_.batch_size}, {"prefetch", opts_.prefetch}});
     while (!stop()) {
-        auto first_wait = held_.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(20);
+        // With messages held for their predecessors, look again soon, but not in a tight loop:
+        // every look is a DB transaction on the hottest wallets.
+        auto first_wait = held_.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(50);
         auto fresh = consumer_.next_batch(opts_.batch_size, first_wait, opts_.linger);
         std::vector<held_delivery> batch;
         // Held deliveries of a lost connection will be redelivered: drop them here.

@@ -25,7 +25,7 @@ struct worker_options {
     std::chrono::milliseconds linger{5};
     // How long a message whose predecessor is not applied yet is held before it goes
     // through the shortest retry tier.
-    std::chrono::milliseconds hold_early{300};
+    std::chrono::milliseconds hold_early{1000};
     std::chrono::milliseconds publish_timeout{15000};
 };
 
