@@ -58,33 +58,38 @@ void relay::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
+std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::string& app_id,
+                                        std::vector<std::int64_t>& ids) {
+    std::vector<amqp::outgoing> msgs;
+    msgs.reserve(rows.size());
+    ids.clear();
+    for (const auto& r : rows) {
+        amqp::outgoing o;
+        ids.push_back(r[0].as<std::int64_t>());
+        o.props.message_id = r[1].as<std::string>();
+        o.exchange = r[2].as<std::string>();
+        o.routing_key = r[3].as<std::string>();
+        o.body = r[4].as<std::string>();
+        o.props.type = r[5].as<std::string>();
+        if (!r[6].is_null()) o.props.correlation_id = r[6].as<std::string>();
+        o.props.timestamp = r[7].as<std::int64_t>();
+        o.props.app_id = app_id;
+        msgs.push_back(std::move(o));
+    }
+    return msgs;
+}
+
 std::size_t relay::relay_batch() {
     if (!publisher_) publisher_ = std::make_unique<amqp::publisher>(opts_.amqp, amqp::txp_topology());
     std::size_t done = 0;
     db::with_transaction(pool_, [&](pqxx::work& w) {
         done = 0;
-        auto rows = w.exec_params(
-            "SELECT id, message_id::text, exchange, routing_key, body, type, correlation_id, "
-            "extract(epoch FROM created_at)::bigint FROM " + opts_.table +
-                " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            static_cast<std::int64_t>(opts_.batch_size));
+        auto rows = w.exec_params(std::string("SELECT ") + pending_columns + " FROM " + opts_.table +
+                                      " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                                  static_cast<std::int64_t>(opts_.batch_size));
         if (rows.empty()) return;
-        std::vector<amqp::outgoing> msgs;
         std::vector<std::int64_t> row_ids;
-        msgs.reserve(rows.size());
-        for (const auto& r : rows) {
-            amqp::outgoing o;
-            row_ids.push_back(r[0].as<std::int64_t>());
-            o.props.message_id = r[1].as<std::string>();
-            o.exchange = r[2].as<std::string>();
-            o.routing_key = r[3].as<std::string>();
-            o.body = r[4].as<std::string>();
-            o.props.type = r[5].as<std::string>();
-            if (!r[6].is_null()) o.props.correlation_id = r[6].as<std::string>();
-            o.props.timestamp = r[7].as<std::int64_t>();
-            o.props.app_id = opts_.app_id;
-            msgs.push_back(std::move(o));
-        }
+        auto msgs = to_messages(rows, opts_.app_id, row_ids);
         // Rows stay locked while they are published: another relay skips them.
         auto results = publisher_->publish(msgs, opts_.publish_timeout);
         std::vector<std::int64_t> sent;

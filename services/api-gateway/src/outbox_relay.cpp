@@ -2,6 +2,8 @@
 // they are published again; the ledger's inbox absorbs the duplicate.
 #include "outbox_relay.hpp"
 
+#include "txp/outbox/outbox.hpp"
+
 #include "txp/amqp/publisher.hpp"
 #include "txp/amqp/topology.hpp"
 #include "txp/common/ids.hpp"
@@ -66,28 +68,12 @@ void outbox_relay::run() {
     auto relay_batch = [&]() -> std::size_t {
         auto t0 = std::chrono::steady_clock::now();
         pqxx::work w(*conn);
-        auto rows = w.exec_params(
-            "SELECT id, message_id::text, exchange, routing_key, body, type, coalesce(correlation_id, ''), "
-            "extract(epoch FROM created_at)::bigint FROM gateway.outbox WHERE sent_at IS NULL "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            static_cast<std::int64_t>(opts_.batch_size));
+        auto rows = w.exec_params(std::string("SELECT ") + outbox::pending_columns +
+                                      " FROM gateway.outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                                  static_cast<std::int64_t>(opts_.batch_size));
         if (rows.empty()) return 0;
-        std::vector<amqp::outgoing> msgs;
         std::vector<std::int64_t> row_ids;
-        msgs.reserve(rows.size());
-        for (const auto& r : rows) {
-            amqp::outgoing o;
-            row_ids.push_back(r[0].as<std::int64_t>());
-            o.props.message_id = r[1].as<std::string>();
-            o.exchange = r[2].as<std::string>();
-            o.routing_key = r[3].as<std::string>();
-            o.body = r[4].as<std::string>();
-            o.props.type = r[5].as<std::string>();
-            o.props.correlation_id = r[6].as<std::string>();
-            o.props.timestamp = r[7].as<std::int64_t>();
-            o.props.app_id = "api-gateway";
-            msgs.push_back(std::move(o));
-        }
+        auto msgs = outbox::to_messages(rows, "api-gateway", row_ids);
         auto results = publisher.publish(msgs, opts_.publish_timeout);
         broker_failing = false;
         std::vector<std::int64_t> sent;

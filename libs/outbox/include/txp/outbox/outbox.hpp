@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace txp::amqp {
 class publisher;
@@ -55,6 +56,13 @@ struct relay_options {
 
 // Publishes pending rows. Safe with any number of relays (replicas) on the same table:
 // batches are claimed with FOR UPDATE SKIP LOCKED.
+// The SELECT list every relay reads pending rows with, and the conversion of those rows
+// into messages (ids[i] is the outbox row of messages[i]).
+inline constexpr const char* pending_columns =
+    "id, message_id::text, exchange, routing_key, body, type, correlation_id, extract(epoch FROM created_at)::bigint";
+std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::string& app_id,
+                                        std::vector<std::int64_t>& ids);
+
 class relay {
 public:
     relay(relay_options opts, db::pool& pool);
