@@ -38,7 +38,17 @@ start_rabbitmq() {
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbitmq_management tcp_config [{ip,\"127.0.0.1\"},{port,15672}]"
     rabbitmq-server -detached >/dev/null 2>&1 || true
-    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+    # The node registers with epmd only after a few seconds (longer when it recovers many
+    # queues); until then await_startup fails at once with "not running", so retry it.
+    local deadline=$((SECONDS + 180))
+    until rabbitmqctl -q await_startup --timeout 15 >/dev/null 2>&1; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        log "RabbitMQ did not start within 180 s; the end of its log:"
+        tail -n 40 /var/log/rabbitmq/rabbit@"$(hostname -s)".log >&2 2>/dev/null || true
+        return 1
+      fi
+      sleep 1
+    done
   fi
   # When a node was already running without the console, turn it on.
   rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || true
