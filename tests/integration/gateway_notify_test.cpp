@@ -12,7 +12,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -380,4 +389,134 @@ TEST_CASE("the console is served at / with a content security policy", "[gateway
     CHECK(r.header_value("Content-Type").value_or("").find("text/html") == 0);
     CHECK(r.header_value("Content-Security-Policy").value_or("").find("default-src 'none'") != std::string_view::npos);
     CHECK(r.body.find("<html") != std::string::npos);
+}
+
+namespace {
+
+// /proc/<pid>/status field in kB (VmRSS, VmHWM).
+long proc_kb(int pid, const char* field) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + std::strlen(field) + 1);
+    }
+    return -1;
+}
+
+// Many raw SSE connections on one epoll loop: counts "id: " lines (one per event) per stream.
+class sse_swarm {
+public:
+    sse_swarm(std::uint16_t port, const std::vector<std::string>& tokens) : ep_(epoll_create1(0)) {
+        for (const auto& token : tokens) {
+            int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            REQUIRE(fd >= 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(port);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+            std::string req = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                              "Authorization: Bearer " + token + "\r\n\r\n";
+            REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u32 = static_cast<std::uint32_t>(streams_.size());
+            epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+            streams_.push_back({fd, {}, 0, false});
+        }
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~sse_swarm() {
+        stop_ = true;
+        thread_.join();
+        for (auto& s : streams_) ::close(s.fd);
+        ::close(ep_);
+    }
+    std::int64_t events() const { return events_.load(); }
+    std::size_t open_ok() const { return ok_.load(); }
+
+private:
+    struct stream {
+        int fd;
+        std::string tail;  // the last bytes of the previous read, for a marker split across reads
+        std::int64_t events;
+        bool ok;
+    };
+    void loop() {
+        std::vector<epoll_event> evs(256);
+        std::vector<char> buf(64 * 1024);
+        while (!stop_) {
+            int n = epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), 100);
+            for (int i = 0; i < n; ++i) {
+                auto& s = streams_[evs[static_cast<std::size_t>(i)].data.u32];
+                auto got = ::recv(s.fd, buf.data(), buf.size(), 0);
+                if (got <= 0) {
+                    epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
+                    continue;
+                }
+                std::string text = s.tail + std::string(buf.data(), static_cast<std::size_t>(got));
+                if (!s.ok && text.find(" 200 ") != std::string::npos) {
+                    s.ok = true;
+                    ++ok_;
+                }
+                std::int64_t found = 0;
+                for (auto p = text.find("\nid: "); p != std::string::npos; p = text.find("\nid: ", p + 1)) ++found;
+                events_ += found;
+                s.tail = text.size() > 4 ? text.substr(text.size() - 4) : text;
+            }
+        }
+    }
+    int ep_;
+    std::vector<stream> streams_;
+    std::atomic<std::int64_t> events_{0};
+    std::atomic<std::size_t> ok_{0};
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+}  // namespace
+
+// Not part of the suite: scripts/bench runs it ("[.bench]"). 1,000 SSE clients (200 users,
+// 5 streams each) on one gateway while 20,000 events flow through the notifier.
+TEST_CASE("bench: 1,000 SSE clients on one gateway while events flow", "[.bench][sse]") {
+    auto& env = notify_env::get();
+    auto gw = start_gateway("sse-bench", {{"TXP_WEBHOOK_SECRET_KEY", test_webhook_key}, {"TXP_LOG_LEVEL", "warn"}});
+    const int users = 200, per_user = 5, events_per_user = 100;
+    std::vector<api_user> people;
+    for (int i = 0; i < users; ++i) people.push_back(env.user("sse"));
+    std::vector<std::string> tokens;
+    for (const auto& u : people) {
+        for (int k = 0; k < per_user; ++k) tokens.push_back(u.token);
+    }
+    auto rss_idle = proc_kb(gw.proc->pid(), "VmRSS:");
+    sse_swarm swarm(gw.port, tokens);
+    REQUIRE(eventually([&] { return swarm.open_ok() == tokens.size(); }, std::chrono::seconds(60)));
+    auto rss_connected = proc_kb(gw.proc->pid(), "VmRSS:");
+
+    std::vector<amqp::outgoing> msgs;
+    for (int e = 0; e < events_per_user; ++e) {
+        for (const auto& u : people) {
+            msgs.push_back(env.nf.tx_event({.owner = u.id, .wallet = u.wallet_id, .amount = 1 + e, .balance_after = e}));
+        }
+    }
+    const std::int64_t expected = static_cast<std::int64_t>(msgs.size()) * per_user;
+    auto start = std::chrono::steady_clock::now();
+    for (std::size_t k = 0; k < msgs.size(); k += 1000) {
+        env.nf.publish(std::vector<amqp::outgoing>(msgs.begin() + static_cast<long>(k),
+                                                   msgs.begin() + static_cast<long>(std::min(msgs.size(), k + 1000))));
+    }
+    long rss_peak_seen = 0;
+    bool all = eventually([&] {
+        rss_peak_seen = std::max(rss_peak_seen, proc_kb(gw.proc->pid(), "VmRSS:"));
+        return swarm.events() >= expected;
+    }, std::chrono::seconds(180));
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(all);
+    CHECK(swarm.events() == expected);  // every event reached each of its user's streams, once
+    auto hwm = proc_kb(gw.proc->pid(), "VmHWM:");
+    std::printf("SSE bench: %zu streams open; %zu events (%lld stream writes) delivered in %.2f s "
+                "(%.0f events/s recorded and streamed, %.0f SSE writes/s)\n"
+                "  gateway RSS: %.1f MB idle, %.1f MB with the streams open, %.1f MB peak while events flowed\n",
+                tokens.size(), msgs.size(), static_cast<long long>(swarm.events()), secs, msgs.size() / secs,
+                swarm.events() / secs, rss_idle / 1024.0, rss_connected / 1024.0, hwm / 1024.0);
 }

@@ -439,3 +439,31 @@ TEST_CASE("the gateway role reads plaid's tables and calls its functions, and wr
         w.exec_params("SELECT plaid.set_item_status($1, 'active', NULL)", item.item_id);
     });
 }
+
+// Not part of the suite: scripts/bench runs it ("[.bench]"). 100 items of 1,000 transactions
+// each are linked (their initial sync jobs wait in plaid's outbox), then two plaid-sync
+// replicas start and sync them all at once.
+TEST_CASE("bench: 100 items syncing at once with 2 plaid-sync replicas", "[.bench][plaid]") {
+    plaid_fixture f;
+    const int items = 100, per_item = 1000;
+    std::vector<std::string> ids;
+    for (int i = 0; i < items; ++i) ids.push_back(f.link(7001, "user_bulk_" + std::to_string(per_item)).item_id);
+    std::string list = "{" + ids.front();
+    for (std::size_t i = 1; i < ids.size(); ++i) list += "," + ids[i];
+    list += "}";
+    auto done = [&] {
+        return std::stoi(f.db_scalar("SELECT count(*) FROM plaid.items WHERE item_id = ANY($1::text[]) AND last_sync_status = 'ok'",
+                                     list));
+    };
+    REQUIRE(done() == 0);
+    auto started = std::chrono::steady_clock::now();
+    auto a = f.start_sync("bench-a", {{"TXP_LOG_LEVEL", "warn"}});
+    auto b = f.start_sync("bench-b", {{"TXP_LOG_LEVEL", "warn"}});
+    REQUIRE(plaid_fixture::eventually([&] { return done() == items; }, std::chrono::seconds(300)));
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    auto stored = std::stoll(f.db_scalar("SELECT count(*) FROM plaid.transactions WHERE item_id = ANY($1::text[])", list));
+    CHECK(stored == static_cast<long long>(items) * per_item);
+    std::printf("plaid-sync bench: %d items x %d transactions synced by 2 replicas in %.2f s "
+                "(%.1f items/s, %.0f transactions/s, including process start)\n",
+                items, per_item, secs, items / secs, static_cast<double>(stored) / secs);
+}
