@@ -89,6 +89,24 @@ TEST_CASE("gen_transactions: accepted transactions all end final and the summary
     CHECK(new_entries == 2 * db_completed);
     std::vector<std::string> notes;
     CHECK(ledger::reconcile(f.ledger_pool(), notes).empty());
+
+    // --duration over every wallet demo1 owns (read through GET /v1/wallets): it posts for the
+    // time given, and the outcome latencies come from the transactions' own timestamps.
+    std::string out2;
+    auto cmd2 = std::string(TXP_GEN_TRANSACTIONS_BIN) +
+                " 0 --duration 2 --users demo1 --all-wallets --missing-wallet 0 --wait --json --no-progress --concurrency 4" +
+                " --gateway " + gw.base + " 2>>" + TXP_TEST_LOG_DIR + "/gen.err";
+    REQUIRE(testing::run(cmd2, &out2) == 0);
+    auto d = json::parse(out2);
+    CHECK(d["wallets"].GetInt64() == 1);  // demo1 owns wallet 101
+    CHECK(d["attempted"].GetInt64() > 0);
+    CHECK(d["accepted"].GetInt64() == d["attempted"].GetInt64());
+    CHECK(d["not_final"].GetInt64() == 0);
+    CHECK(d["seconds"].GetDouble() >= 2.0);
+    CHECK(d["outcome_latency_ms"]["p50"].GetDouble() > 0);
+    CHECK(d["outcome_latency_ms"]["max"].GetDouble() >= d["outcome_latency_ms"]["p50"].GetDouble());
+    CHECK(d["server_final_per_second"].GetDouble() > 0);
+
     gw.proc->terminate();
     CHECK(w1->terminate() == 0);
     CHECK(w2->terminate() == 0);

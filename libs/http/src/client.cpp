@@ -48,7 +48,7 @@ struct response_sink {
     std::function<bool(std::string_view chunk)> on_chunk;
 };
 
-bhttp::request<bhttp::string_body> build_request(const client_request& creq, const url& u) {
+bhttp::request<bhttp::string_body> build_request(const client_request& creq, const url& u, bool keep_alive = false) {
     bhttp::request<bhttp::string_body> r;
     auto verb = bhttp::string_to_verb(creq.method);
     if (verb == bhttp::verb::unknown) {
@@ -66,7 +66,7 @@ bhttp::request<bhttp::string_body> build_request(const client_request& creq, con
     if (!default_port) host += ":" + std::to_string(u.port);
     r.set(bhttp::field::host, host);
     r.set(bhttp::field::user_agent, "txp-http");
-    r.set(bhttp::field::connection, "close");
+    r.set(bhttp::field::connection, keep_alive ? "keep-alive" : "close");
     for (const auto& h : creq.headers) {
         auto bad = [](std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos || s.find('\0') != std::string_view::npos; };
         if (h.name.empty() || bad(h.name) || bad(h.value)) throw std::invalid_argument("invalid request header: " + h.name);
@@ -219,6 +219,86 @@ void fetch_stream(const client_request& req, const std::function<bool(unsigned s
     };
     sink.on_chunk = [&](std::string_view chunk) { return on_chunk(status, chunk); };
     perform(req, sink);
+}
+
+struct connection::impl {
+    url origin;
+    asio::io_context ioc{1};
+    tcp::socket socket{ioc};
+    beast::flat_buffer buffer;
+    bool open = false;
+
+    void connect(std::chrono::milliseconds timeout) {
+        tcp::resolver resolver(ioc);
+        auto endpoints = resolver.resolve(origin.host, std::to_string(origin.port));
+        error_code ec;
+        asio::connect(socket, endpoints, ec);
+        if (ec) {
+            throw client_error(client_error::kind::connect,
+                               "http://" + origin.host + ":" + std::to_string(origin.port) + ": cannot connect: " + ec.message());
+        }
+        socket.set_option(tcp::no_delay(true));
+        // Blocking reads and writes give up after the request's timeout.
+        timeval tv{};
+        tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        buffer.clear();
+        open = true;
+    }
+    void close() {
+        error_code ignored;
+        socket.close(ignored);
+        open = false;
+    }
+};
+
+connection::connection(const std::string& origin) : impl_(std::make_unique<impl>()) {
+    impl_->origin = url::parse(origin);
+    if (impl_->origin.scheme != "http") throw std::invalid_argument("http::connection supports http:// origins only: " + origin);
+}
+
+connection::~connection() = default;
+
+client_response connection::fetch(const client_request& creq) {
+    url u = url::parse(creq.url);
+    auto& m = *impl_;
+    if (u.scheme != m.origin.scheme || u.host != m.origin.host || u.port != m.origin.port) {
+        throw std::invalid_argument("request URL " + creq.url + " is not on this connection's origin");
+    }
+    auto req = build_request(creq, u, true);
+    std::string where = creq.method + " http://" + u.host + ":" + std::to_string(u.port);
+    for (int attempt = 0;; ++attempt) {
+        bool reused = m.open;
+        if (!m.open) m.connect(creq.timeout);
+        error_code ec;
+        bhttp::write(m.socket, req, ec);
+        bhttp::response_parser<bhttp::string_body> parser;
+        parser.header_limit(64 * 1024);
+        parser.body_limit(max_fetch_body);
+        parser.skip(req.method() == bhttp::verb::head);
+        if (!ec) bhttp::read(m.socket, m.buffer, parser, ec);
+        if (ec) {
+            m.close();
+            // The server closed an idle kept-alive connection before reading this request.
+            bool stale = reused && attempt == 0 &&
+                         (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+                          ec == asio::error::broken_pipe);
+            if (stale) continue;
+            if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::timed_out) {
+                throw client_error(client_error::kind::timeout, where + ": timed out after " + std::to_string(creq.timeout.count()) + " ms");
+            }
+            throw client_error(client_error::kind::protocol, where + ": " + ec.message());
+        }
+        auto res = parser.release();
+        client_response out;
+        out.status = res.result_int();
+        for (const auto& f : res) out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
+        out.body = std::move(res.body());
+        if (!res.keep_alive()) m.close();
+        return out;
+    }
 }
 
 }  // namespace txp::http

@@ -6,6 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 using namespace txp::http;
 
 namespace {
@@ -100,4 +103,49 @@ TEST_CASE("a HEAD response's announced length does not make the client wait for 
     CHECK(res.header_value("content-length") == "7");
     CHECK(res.body.empty());
     s.stop();
+}
+
+TEST_CASE("a kept-alive connection answers many requests in turn and survives the server closing it when idle", "[http][client]") {
+    server_options so;
+    so.idle_timeout = std::chrono::milliseconds(150);
+    std::atomic<int> served{0};
+    server s(so, [&](request&& req, std::shared_ptr<response_writer> w) {
+        ++served;
+        response res;
+        res.body = req.target + ":" + req.body;
+        w->send(std::move(res));
+    });
+    s.start();
+    const std::string origin = "http://127.0.0.1:" + std::to_string(s.port());
+    connection c(origin);
+    for (int i = 0; i < 20; ++i) {
+        client_request r;
+        r.method = "POST";
+        r.url = origin + "/n/" + std::to_string(i);
+        r.body = std::string(static_cast<std::size_t>(i) * 1000, 'b');
+        auto res = c.fetch(r);
+        REQUIRE(res.status == 200);
+        CHECK(res.body == "/n/" + std::to_string(i) + ":" + r.body);  // framing holds across requests
+    }
+    // The server drops the idle connection; the next request reconnects transparently.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    client_request again;
+    again.url = origin + "/after-idle";
+    CHECK(c.fetch(again).body == "/after-idle:");
+    CHECK(served == 21);
+
+    client_request elsewhere;
+    elsewhere.url = "http://127.0.0.2:" + std::to_string(s.port()) + "/";
+    CHECK_THROWS_AS(c.fetch(elsewhere), std::invalid_argument);
+    CHECK_THROWS_AS(connection("https://127.0.0.1:1"), std::invalid_argument);
+    s.stop();
+
+    client_request down;
+    down.url = origin + "/down";
+    try {
+        c.fetch(down);
+        FAIL("fetch after the server stopped did not throw");
+    } catch (const client_error& e) {
+        CHECK(e.k == client_error::kind::connect);
+    }
 }

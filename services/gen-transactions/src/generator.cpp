@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
+#include <ctime>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -33,46 +35,82 @@ struct planned {
 
 struct accepted_tx {
     std::string id;
-    clock_type::time_point at;
+    std::size_t user;
 };
 
-std::vector<planned> plan(const options& o) {
-    std::mt19937_64 rng(o.seed);
-    std::size_t choices = o.wallets.size() + (o.missing_wallet ? 1 : 0);
+// The wallets transactions go to, each with the index of the user that owns it.
+struct owned_wallet {
+    std::int64_t id;
+    std::size_t user;
+};
+
+// Transaction i of the run, the same for a given seed whichever thread draws it.
+planned plan_one(const options& o, const std::vector<owned_wallet>& wallets, std::uint64_t i) {
+    std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ULL + i);
+    std::size_t choices = wallets.size() + (o.missing_wallet ? 1 : 0);
     std::uniform_int_distribution<std::size_t> pick(0, choices - 1);
     std::uniform_int_distribution<std::int64_t> amount(o.min_amount, o.max_amount);
     unsigned total = o.mix[0] + o.mix[1] + o.mix[2] + o.mix[3];
     std::uniform_int_distribution<unsigned> kind(0, total ? total - 1 : 0);
     static const char* types[] = {"deposit", "withdrawal", "payment", "transfer"};
-    std::vector<planned> out;
-    out.reserve(o.count);
-    for (std::uint64_t i = 0; i < o.count; ++i) {
-        planned p;
-        auto w = pick(rng);
-        unsigned k = kind(rng), t = 0;
-        while (t < 3 && k >= o.mix[t]) k -= o.mix[t++];
-        p.type = types[t];
-        p.amount = amount(rng);
-        if (w < o.wallets.size()) {
-            p.user = w % o.users.size();
-            p.wallet = o.wallets[w];
+    planned p;
+    auto w = pick(rng);
+    unsigned k = kind(rng), t = 0;
+    while (t < 3 && k >= o.mix[t]) k -= o.mix[t++];
+    p.type = types[t];
+    p.amount = amount(rng);
+    if (w < wallets.size()) {
+        p.user = wallets[w].user;
+        p.wallet = wallets[w].id;
+    } else {
+        p.user = 0;
+        p.wallet = *o.missing_wallet;
+    }
+    if (p.type == "transfer") {
+        if (wallets.size() < 2) {
+            p.type = "deposit";
         } else {
-            p.user = 0;
-            p.wallet = *o.missing_wallet;
+            std::size_t to;
+            do to = pick(rng) % wallets.size();
+            while (wallets[to].id == p.wallet);
+            p.to_wallet = wallets[to].id;
         }
-        if (p.type == "transfer") {
-            if (o.wallets.size() < 2) {
-                p.type = "deposit";
-            } else {
-                std::size_t to;
-                do to = pick(rng) % o.wallets.size();
-                while (o.wallets[to] == p.wallet);
-                p.to_wallet = o.wallets[to];
+    }
+    return p;
+}
+
+// Every wallet a user owns, through the API (paginated).
+std::vector<std::int64_t> wallets_of(const options& o, http::connection& conn, const std::string& token) {
+    std::vector<std::int64_t> out;
+    std::string cursor;
+    for (;;) {
+        http::client_request r;
+        r.url = o.gateway + "/v1/wallets?limit=100" + (cursor.empty() ? "" : "&cursor=" + cursor);
+        r.headers = {{"Authorization", "Bearer " + token}};
+        auto res = conn.fetch(r);
+        if (res.status != 200) throw std::runtime_error("GET /v1/wallets answered HTTP " + std::to_string(res.status));
+        auto doc = json::parse(res.body);
+        for (const auto& w : doc["wallets"].GetArray()) {
+            if (std::string(w["currency"].GetString()) == o.currency && std::string(w["status"].GetString()) == "active") {
+                out.push_back(w["id"].GetInt64());
             }
         }
-        out.push_back(std::move(p));
+        if (!doc["next_cursor"].IsString()) return out;
+        cursor = doc["next_cursor"].GetString();
     }
-    return out;
+}
+
+// "2026-11-22T18:01:02.123456Z" as microseconds since the epoch; 0 when malformed.
+std::int64_t iso_us(const std::string& t) {
+    std::tm tm{};
+    int us = 0;
+    if (t.size() < 20 || !strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+    if (t.size() > 20 && t[19] == '.') {
+        std::string frac = t.substr(20, t.find('Z', 20) - 20);
+        frac.resize(6, '0');
+        us = std::atoi(frac.c_str());
+    }
+    return static_cast<std::int64_t>(timegm(&tm)) * 1000000 + us;
 }
 
 std::string login(const options& o, const std::string& user) {
@@ -100,16 +138,6 @@ double percentile(std::vector<double> v, double p) {
     auto idx = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) ;
     if (idx > 0) --idx;
     return v[std::min(idx, v.size() - 1)];
-}
-
-std::string status_of(const std::string& body, std::string* reason) {
-    try {
-        auto doc = json::parse(body);
-        if (reason) *reason = json::optional_string(doc, "reason").value_or("");
-        return json::optional_string(doc, "status").value_or("");
-    } catch (const std::exception&) {
-        return "";
-    }
 }
 
 void publish_poison(const options& o, summary& s) {
@@ -145,25 +173,44 @@ void publish_poison(const options& o, summary& s) {
 
 summary run(const options& o) {
     summary s;
-    auto work = plan(o);
     std::vector<std::string> tokens;
     for (const auto& u : o.users) tokens.push_back(login(o, u));
+    std::vector<owned_wallet> wallets;
+    if (o.all_wallets) {
+        http::connection conn(o.gateway);
+        for (std::size_t u = 0; u < tokens.size(); ++u) {
+            for (auto id : wallets_of(o, conn, tokens[u])) wallets.push_back({id, u});
+        }
+        if (wallets.empty()) throw std::runtime_error("the users own no active " + o.currency + " wallet");
+    } else {
+        // User i % users owns wallet i (the demo users own wallets 101-105).
+        for (std::size_t i = 0; i < o.wallets.size(); ++i) wallets.push_back({o.wallets[i], i % o.users.size()});
+    }
+    s.wallets_used = wallets.size();
+    const std::uint64_t cap = o.duration_s > 0 && o.count == 0 ? std::numeric_limits<std::uint64_t>::max() : o.count;
 
     std::mutex mu;
     std::vector<accepted_tx> accepted;
     std::atomic<std::uint64_t> next{0}, done{0};
+    std::atomic<bool> time_up{false};
     auto start = clock_type::now();
+    const auto end_at = start + std::chrono::seconds(o.duration_s);
     bool tty = o.progress && ::isatty(STDERR_FILENO);
 
     auto poster = [&] {
+        http::connection conn(o.gateway);
         for (;;) {
+            if (o.duration_s > 0 && clock_type::now() >= end_at) {
+                time_up = true;
+                return;
+            }
             auto i = next.fetch_add(1);
-            if (i >= work.size()) return;
+            if (i >= cap) return;
             if (o.rate > 0) {
                 auto due = start + std::chrono::microseconds(static_cast<std::int64_t>(1e6 * static_cast<double>(i) / o.rate));
                 std::this_thread::sleep_until(due);
             }
-            const auto& p = work[i];
+            const auto p = plan_one(o, wallets, i);
             json::writer w;
             w.start_object().kv("wallet_id", p.wallet).kv("type", p.type).kv("amount", p.amount).kv("currency", o.currency);
             if (p.to_wallet) w.kv("to_wallet_id", *p.to_wallet);
@@ -175,20 +222,22 @@ summary run(const options& o) {
             r.headers = {{"Authorization", "Bearer " + tokens[p.user]}, {"Idempotency-Key", ids::uuid_v4()}};
             auto t0 = clock_type::now();
             try {
-                auto res = http::fetch(r);
+                auto res = conn.fetch(r);
                 auto t1 = clock_type::now();
                 std::lock_guard lk(mu);
+                ++s.attempted;
                 if (res.status == 202 || res.status == 200) {
                     auto doc = json::parse(res.body);
                     auto id = json::optional_string(doc, "transaction_id");
                     if (!id) id = json::optional_string(doc, "id");
-                    accepted.push_back({id.value_or(""), t1});
+                    accepted.push_back({id.value_or(""), p.user});
                     s.accept_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
                 } else {
                     ++s.refused_by_status[res.status];
                 }
             } catch (const std::exception&) {
                 std::lock_guard lk(mu);
+                ++s.attempted;
                 ++s.transport_errors;
             }
             ++done;
@@ -198,25 +247,42 @@ summary run(const options& o) {
     for (unsigned t = 0; t < std::max(1u, o.concurrency); ++t) threads.emplace_back(poster);
 
     // Progress: a bar on a terminal, plain lines otherwise.
+    auto finished_posting = [&] { return o.duration_s > 0 ? (time_up.load() || done.load() >= cap) : done.load() >= cap; };
     std::uint64_t last_line = 0;
-    while (done.load() < work.size()) {
+    auto last_tick = start;
+    while (!finished_posting()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         if (!o.progress) continue;
         auto d = done.load();
-        if (tty) {
-            int width = 30, filled = static_cast<int>(width * d / std::max<std::uint64_t>(1, work.size()));
-            std::fprintf(stderr, "\r  posting [%s%s] %llu/%zu", std::string(static_cast<std::size_t>(filled), '#').c_str(),
+        auto now = clock_type::now();
+        if (o.duration_s > 0) {
+            auto elapsed = std::chrono::duration<double>(now - start).count();
+            if (tty) {
+                int width = 30, filled = std::min(width, static_cast<int>(width * elapsed / o.duration_s));
+                std::fprintf(stderr, "\r  posting [%s%s] %llu in %.0f s", std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                             std::string(static_cast<std::size_t>(width - filled), ' ').c_str(),
+                             static_cast<unsigned long long>(d), elapsed);
+            } else if (now - last_tick >= std::chrono::seconds(10)) {
+                std::fprintf(stderr, "gen_transactions: posted %llu in %.0f s\n", static_cast<unsigned long long>(d), elapsed);
+                last_tick = now;
+            }
+        } else if (tty) {
+            int width = 30, filled = static_cast<int>(width * d / std::max<std::uint64_t>(1, cap));
+            std::fprintf(stderr, "\r  posting [%s%s] %llu/%llu", std::string(static_cast<std::size_t>(filled), '#').c_str(),
                          std::string(static_cast<std::size_t>(width - filled), ' ').c_str(),
-                         static_cast<unsigned long long>(d), work.size());
-        } else if (d >= last_line + std::max<std::uint64_t>(1, work.size() / 10)) {
-            std::fprintf(stderr, "gen_transactions: posted %llu/%zu\n", static_cast<unsigned long long>(d), work.size());
+                         static_cast<unsigned long long>(d), static_cast<unsigned long long>(cap));
+        } else if (d >= last_line + std::max<std::uint64_t>(1, cap / 10)) {
+            std::fprintf(stderr, "gen_transactions: posted %llu/%llu\n", static_cast<unsigned long long>(d),
+                         static_cast<unsigned long long>(cap));
             last_line = d;
         }
     }
     for (auto& t : threads) t.join();
-    if (o.progress && tty) std::fprintf(stderr, "\r  posting [%s] %zu/%zu\n", std::string(30, '#').c_str(), work.size(), work.size());
+    if (o.progress && tty) {
+        std::fprintf(stderr, "\r  posting [%s] %llu posted%20s\n", std::string(30, '#').c_str(),
+                     static_cast<unsigned long long>(done.load()), "");
+    }
     auto posted_at = clock_type::now();
-    s.attempted = work.size();
     s.accepted = accepted.size();
 
     if (o.poison > 0) publish_poison(o, s);
@@ -226,36 +292,44 @@ summary run(const options& o) {
         std::atomic<std::size_t> remaining{accepted.size()};
         auto deadline = clock_type::now() + std::chrono::seconds(o.wait_timeout_s);
         std::atomic<std::size_t> cursor{0};
+        std::int64_t first_created = std::numeric_limits<std::int64_t>::max(), last_finished = 0;
         auto poller = [&] {
+            http::connection conn(o.gateway);
             while (remaining.load() > 0 && clock_type::now() < deadline) {
                 auto i = cursor.fetch_add(1) % std::max<std::size_t>(1, accepted.size());
-                if (final_seen[i]) {
-                    if (cursor.load() % accepted.size() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                    continue;
+                {
+                    std::lock_guard lk(mu);
+                    if (final_seen[i]) {
+                        if (i + 1 == accepted.size()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                        continue;
+                    }
                 }
                 http::client_request r;
                 r.url = o.gateway + "/v1/transactions/" + accepted[i].id;
-                r.headers = {{"Authorization", "Bearer " + tokens[0]}};
-                std::string reason, status;
+                r.headers = {{"Authorization", "Bearer " + tokens[accepted[i].user]}};
+                std::string reason, status, created_at, finished_at;
                 try {
-                    // The transaction belongs to one of the demo users: try them in turn.
-                    for (std::size_t u = 0; u < tokens.size(); ++u) {
-                        r.headers = {{"Authorization", "Bearer " + tokens[u]}};
-                        auto res = http::fetch(r);
-                        if (res.status == 200) {
-                            status = status_of(res.body, &reason);
-                            break;
-                        }
+                    auto res = conn.fetch(r);
+                    if (res.status == 200) {
+                        auto doc = json::parse(res.body);
+                        status = json::optional_string(doc, "status").value_or("");
+                        reason = json::optional_string(doc, "reason").value_or("");
+                        created_at = json::optional_string(doc, "created_at").value_or("");
+                        finished_at = json::optional_string(doc, "finished_at").value_or("");
                     }
                 } catch (const std::exception&) {
                 }
                 if (status == "completed" || status == "rejected" || status == "failed") {
-                    auto now = clock_type::now();
+                    auto c = iso_us(created_at), f = iso_us(finished_at);
                     std::lock_guard lk(mu);
                     if (final_seen[i]) continue;
                     final_seen[i] = true;
                     --remaining;
-                    s.outcome_ms.push_back(std::chrono::duration<double, std::milli>(now - accepted[i].at).count());
+                    if (c > 0 && f >= c) {
+                        s.outcome_ms.push_back(static_cast<double>(f - c) / 1000.0);
+                        first_created = std::min(first_created, c);
+                        last_finished = std::max(last_finished, f);
+                    }
                     if (status == "completed") ++s.completed;
                     else if (status == "rejected") ++s.rejected_by_reason[reason.empty() ? "unknown" : reason];
                     else ++s.failed_by_reason[reason.empty() ? "unknown" : reason];
@@ -266,6 +340,9 @@ summary run(const options& o) {
         for (unsigned t = 0; t < std::max(1u, o.concurrency); ++t) threads.emplace_back(poller);
         for (auto& t : threads) t.join();
         s.still_queued = remaining.load();
+        if (last_finished > first_created) {
+            s.server_final_per_second = static_cast<double>(s.outcome_ms.size()) / (static_cast<double>(last_finished - first_created) / 1e6);
+        }
     }
     auto end = clock_type::now();
     s.seconds = std::chrono::duration<double>(end - start).count();
@@ -304,12 +381,15 @@ std::string summary::to_json() const {
     w.end_object();
     w.kv("not_final", static_cast<std::int64_t>(still_queued));
     w.kv("poison_published", static_cast<std::int64_t>(poison_published));
+    w.kv("wallets", static_cast<std::int64_t>(wallets_used));
     w.key("seconds");
     w.w().Double(std::round(seconds * 1000) / 1000);
     w.key("accepted_per_second");
     w.w().Double(std::round(accepted_per_second * 10) / 10);
     w.key("final_per_second");
     w.w().Double(std::round(final_per_second * 10) / 10);
+    w.key("server_final_per_second");
+    w.w().Double(std::round(server_final_per_second * 10) / 10);
     pct("accept_latency_ms", accept_ms);
     pct("outcome_latency_ms", outcome_ms);
     w.end_object();
@@ -334,13 +414,17 @@ std::string summary::to_text() const {
         if (still_queued) line("  NOT FINAL            %llu\n", static_cast<unsigned long long>(still_queued));
     }
     if (poison_published) line("  poison published     %llu (see ledger.transactions.error)\n", static_cast<unsigned long long>(poison_published));
+    line("  wallets              %zu\n", wallets_used);
     line("  duration             %.2f s\n", seconds);
     line("  accepted/s           %.1f\n", accepted_per_second);
-    if (!outcome_ms.empty()) line("  final/s              %.1f\n", final_per_second);
+    if (!outcome_ms.empty()) {
+        line("  final/s              %.1f over the whole run; %.1f by the system's clock (first accepted to last finished)\n",
+             final_per_second, server_final_per_second);
+    }
     line("  accept latency ms    p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", percentile(accept_ms, 50),
          percentile(accept_ms, 90), percentile(accept_ms, 99), percentile(accept_ms, 100));
     if (!outcome_ms.empty()) {
-        line("  accept->outcome ms   p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", percentile(outcome_ms, 50),
+        line("  accept->outcome ms   p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (created_at to finished_at)\n", percentile(outcome_ms, 50),
              percentile(outcome_ms, 90), percentile(outcome_ms, 99), percentile(outcome_ms, 100));
     }
     return out;
@@ -355,13 +439,16 @@ options parse_args(int argc, char** argv) {
                      "usage: gen_transactions N [options]\n"
                      "  --gateway URL        gateway base URL (default http://127.0.0.1:8000, env TXP_GATEWAY_URL)\n"
                      "  --users a,b,c        users that own --wallets, in order (default demo1..demo5)\n"
+                     "  --users-numbered P,N users P1..PN (instead of --users)\n"
                      "  --password P         their password (default txp-demo-password)\n"
                      "  --wallets 101,102    wallets to use (default 101-105)\n"
+                     "  --all-wallets        every active wallet the users own (GET /v1/wallets), not --wallets\n"
                      "  --missing-wallet ID  also post to this non-existent wallet (default 999999; 0 = never)\n"
                      "  --currency USD       ISO 4217 currency (default USD)\n"
                      "  --mix D,W,P,T        weights of deposit, withdrawal, payment, transfer (default 30,20,20,30)\n"
                      "  --amount MIN,MAX     amount range in minor units (default 100,50000)\n"
                      "  --concurrency N      parallel requests (default 8)\n"
+                     "  --duration S         post for S seconds (N, when not 0, still caps the count)\n"
                      "  --rate R             target transactions per second (default: as fast as possible)\n"
                      "  --seed S             random seed (default 42)\n"
                      "  --wait               wait until every accepted transaction is final\n"
@@ -406,6 +493,15 @@ options parse_args(int argc, char** argv) {
         if (a == "-h" || a == "--help") usage(0);
         else if (a == "--gateway") o.gateway = val();
         else if (a == "--users") o.users = split(val());
+        else if (a == "--users-numbered") {
+            auto parts = split(val());
+            if (parts.size() != 2 || parts[0].empty()) usage(2);
+            auto n = num(parts[1]);
+            if (n < 1 || n > 100000) usage(2);
+            o.users.clear();
+            for (std::int64_t k = 1; k <= n; ++k) o.users.push_back(parts[0] + std::to_string(k));
+        } else if (a == "--all-wallets") o.all_wallets = true;
+        else if (a == "--duration") o.duration_s = static_cast<std::uint32_t>(num(val()));
         else if (a == "--password") o.password = val();
         else if (a == "--wallets") {
             o.wallets.clear();
@@ -442,9 +538,6 @@ options parse_args(int argc, char** argv) {
         }
     }
     if (o.users.empty() || o.wallets.empty()) usage(2);
-    if (o.users.size() < o.wallets.size()) {
-        // One user may own several wallets: user i % users owns wallet i.
-    }
     return o;
 }
 

@@ -11,12 +11,15 @@
 namespace txp::gen {
 
 struct options {
-    std::uint64_t count = 50;
+    std::uint64_t count = 50;  // with duration_s: an upper bound (0 = none)
+    std::uint32_t duration_s = 0;  // post for this long instead of a fixed count
     std::string gateway = "http://127.0.0.1:8000";
     // Credentials: user i of `users` owns wallets[i]; the demo users own wallets 101-105.
     std::vector<std::string> users{"demo1", "demo2", "demo3", "demo4", "demo5"};
     std::vector<std::int64_t> wallets{101, 102, 103, 104, 105};
     std::string password = "txp-demo-password";
+    // Use every wallet the users own (read through GET /v1/wallets) instead of `wallets`.
+    bool all_wallets = false;
     std::optional<std::int64_t> missing_wallet = 999999;  // refused by the gateway
     std::string currency = "USD";
     // Mix weights: deposit, withdrawal, payment, transfer.
@@ -47,9 +50,13 @@ struct summary {
     double seconds = 0;
     double accepted_per_second = 0;
     double final_per_second = 0;
-    // Latency percentiles in milliseconds (p50, p90, p99, max).
+    std::size_t wallets_used = 0;
+    // Latency samples in milliseconds: acceptance as the client saw it; acceptance to outcome
+    // by the system's own clock (the transaction's created_at to its finished_at).
     std::vector<double> accept_ms;
     std::vector<double> outcome_ms;
+    // Final outcomes per second by the system's clock: finals / (last finished_at - first created_at).
+    double server_final_per_second = 0;
     std::vector<std::string> accepted_ids;
 
     std::string to_json() const;

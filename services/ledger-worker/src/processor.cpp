@@ -487,7 +487,7 @@ private:
             }
             auto r = w_.exec_params(
                 "UPDATE ledger.transactions t SET status = v.status, reason = v.reason, balance_after = v.ba, "
-                "to_balance_after = v.tba, applied_by = $6, finished_at = now(), updated_at = now() "
+                "to_balance_after = v.tba, applied_by = $6, finished_at = clock_timestamp(), updated_at = now() "
                 "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(id, status, reason, ba, tba) "
                 "WHERE t.id = v.id AND t.status = 'queued'",
                 db::array_literal(id), db::array_literal(st), db::array_literal(reason), db::array_literal(ba),

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -54,6 +55,25 @@ const char* to_string(client_error::kind k);
 // Throws client_error (and std::invalid_argument for a bad URL). Response bodies over
 // 16 MiB are a protocol error.
 client_response fetch(const client_request& req);
+
+// A kept-alive HTTP/1.1 connection to one http:// origin, for clients that send many requests
+// in a row (gen_transactions, benchmarks): connects on first use, reuses the connection while
+// the server keeps it open, and reconnects (retrying once) when a reused connection turns out
+// to have been closed by the server before answering. One per thread; no https.
+class connection {
+public:
+    // origin: "http://host:port"; throws std::invalid_argument for anything else.
+    explicit connection(const std::string& origin);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    // req.url must be on this connection's origin. Throws like fetch().
+    client_response fetch(const client_request& req);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
 
 // Streams the body: on_chunk is called first with the status and an empty chunk once the
 // header has arrived, then with each piece of body as it arrives, until the body ends or
