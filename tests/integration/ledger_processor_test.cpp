@@ -168,16 +168,64 @@ TEST_CASE("each wallet's transactions apply in acceptance order", "[ledger][orde
     auto dep = f.accept("deposit", a, std::nullopt, 300);
     auto wd = f.accept("withdrawal", a, std::nullopt, 300);
 
-    // Alone, the withdrawal is early: its deposit has not been applied.
-    CHECK(apply_one(f, wd).kind == outcome_kind::early);
-    CHECK(f.status(wd.transaction_id) == "queued");
+    // Alone, the withdrawal waits for its deposit: the batch, holding the wallet, applies the
+    // deposit from the database first (chaining), then the withdrawal, which the deposit funds.
+    ledger::processor p(f.ledger_pool(), "test");
+    std::vector<ledger::tx_event> chained;
+    auto out = p.apply({{ids::uuid_v4(), wd}}, &chained);
+    CHECK(out[0].kind == outcome_kind::completed);
+    REQUIRE(chained.size() == 1);
+    CHECK(chained[0].transaction_id == dep.transaction_id);
+    CHECK(chained[0].status == "completed");
+    CHECK(chained[0].balance_after == std::optional<std::int64_t>(300));
+    REQUIRE(out[0].event);
+    CHECK(out[0].event->balance_after == std::optional<std::int64_t>(0));
+    CHECK(f.balance(a) == 0);
+    // The deposit's own message, when it comes, is a duplicate announcing the recorded outcome.
+    auto late = apply_one(f, dep);
+    CHECK(late.kind == outcome_kind::duplicate);
+    REQUIRE(late.event);
+    CHECK(late.event->status == "completed");
 
     // In one batch in the wrong order, both apply, in order.
-    ledger::processor p(f.ledger_pool(), "test");
-    auto out = p.apply({{ids::uuid_v4(), wd}, {ids::uuid_v4(), dep}});
+    auto dep2 = f.accept("deposit", a, std::nullopt, 500);
+    auto wd2 = f.accept("withdrawal", a, std::nullopt, 500);
+    out = p.apply({{ids::uuid_v4(), wd2}, {ids::uuid_v4(), dep2}}, &chained);
     CHECK(out[0].kind == outcome_kind::completed);
     CHECK(out[1].kind == outcome_kind::completed);
+    CHECK(chained.empty());
     CHECK(f.balance(a) == 0);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a waiting transaction whose predecessor needs a wallet locked elsewhere stays early, without waiting for the lock",
+          "[ledger][order]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto b = f.open_wallet(testing::test_owner(2));
+    REQUIRE(apply_one(f, f.accept("deposit", a, std::nullopt, 1'000)).kind == outcome_kind::completed);
+    auto tr = f.accept("transfer", a, b, 400);           // b's sequence 1
+    auto wd = f.accept("withdrawal", b, std::nullopt, 400);  // b's sequence 2, needs the transfer first
+
+    // Another batch holds wallet a: chaining may not take it, so the withdrawal stays early,
+    // and the call returns at once instead of waiting for a's lock.
+    auto holder = f.ledger_pool().acquire();
+    pqxx::work hold(*holder);
+    hold.exec_params("SELECT 1 FROM ledger.wallets WHERE id = $1 FOR UPDATE", a);
+    CHECK(apply_one(f, wd).kind == outcome_kind::early);
+    CHECK(f.status(tr.transaction_id) == "queued");
+    hold.abort();
+
+    // Once a is free, the withdrawal's batch applies the transfer, then the withdrawal.
+    ledger::processor p(f.ledger_pool(), "test");
+    std::vector<ledger::tx_event> chained;
+    auto out = p.apply({{ids::uuid_v4(), wd}}, &chained);
+    CHECK(out[0].kind == outcome_kind::completed);
+    REQUIRE(chained.size() == 1);
+    CHECK(chained[0].transaction_id == tr.transaction_id);
+    CHECK(f.balance(a) == 600);
+    CHECK(f.balance(b) == 0);
+    CHECK(f.reconcile().empty());
 }
 
 TEST_CASE("a parked (failed) predecessor does not block its wallet", "[ledger][order]") {

@@ -92,8 +92,11 @@ public:
 
     // One DB transaction for the whole batch; outcomes[i] belongs to items[i]. Safe to call
     // again with the same items (idempotent through the inbox and transaction status).
-    // Throws db::db_error when the database fails (kind says whether to retry).
-    std::vector<outcome> apply(const std::vector<batch_item>& items);
+    // An item that waits for its predecessor makes the batch apply that wallet's accepted
+    // transactions from the database in order ("chaining"): the outcomes of those that are
+    // not items go to `chained` (to be announced). Throws db::db_error when the database
+    // fails (kind says whether to retry).
+    std::vector<outcome> apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained = nullptr);
 
     // Ends a queued transaction as failed with the reason (its message was parked), so that
     // the wallet's later transactions are not held up. Returns its event when it changed.

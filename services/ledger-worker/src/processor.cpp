@@ -65,8 +65,8 @@ bool content_matches(const tx_message& m, const tx_row& r) {
 
 class batch {
 public:
-    batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica)
-        : w_(w), items_(items), replica_(replica), out_(items.size()) {}
+    batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica, std::vector<tx_event>& chained)
+        : w_(w), items_(items), replica_(replica), chained_(chained), out_(items.size()) {}
 
     std::vector<outcome> run() {
         lock_wallets();
@@ -74,6 +74,7 @@ public:
         load_transactions();
         classify();
         apply_in_order();
+        chain_early();
         resolve_in_batch_duplicates();
         write();
         return std::move(out_);
@@ -88,10 +89,15 @@ private:
         }
         std::vector<std::int64_t> v(ids.begin(), ids.end());
         // ORDER BY id: rows are locked in id order, so concurrent batches cannot deadlock.
-        auto r = w_.exec_params(
-            "SELECT id, owner_id, currency, status, balance, overdraft_limit, overdrawn, next_apply_seq "
-            "FROM ledger.wallets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-            db::array_literal(v));
+        auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                                db::array_literal(v));
+        add_wallets(r);
+    }
+
+    static constexpr const char* wallet_cols =
+        "SELECT id, owner_id, currency, status, balance, overdraft_limit, overdrawn, next_apply_seq FROM ledger.wallets ";
+
+    void add_wallets(const pqxx::result& r) {
         for (const auto& row : r) {
             wallet_state s;
             s.id = row[0].as<std::int64_t>();
@@ -120,13 +126,20 @@ private:
             ids.push_back(it.msg.transaction_id);
             if (it.msg.reverses_transaction_id) ids.push_back(*it.msg.reverses_transaction_id);
         }
-        auto r = w_.exec_params(
-            "SELECT id::text, type, wallet_id, to_wallet_id, amount, currency, sequence, to_sequence, "
-            "reverses_transaction_id::text, status, reason, balance_after, to_balance_after, idempotency_key, "
-            "to_char(coalesce(finished_at, updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-            "FROM ledger.transactions WHERE id = ANY($1::uuid[])",
-            db::array_literal(ids));
+        auto r = w_.exec_params(std::string("SELECT ") + tx_cols + " FROM ledger.transactions t WHERE id = ANY($1::uuid[])",
+                                db::array_literal(ids));
         for (const auto& row : r) {
+            auto t = parse_tx_row(row);
+            rows_.emplace(t.id, std::move(t));
+        }
+    }
+
+    static constexpr const char* tx_cols =
+        "t.id::text, t.type, t.wallet_id, t.to_wallet_id, t.amount, t.currency, t.sequence, t.to_sequence, "
+        "t.reverses_transaction_id::text, t.status, t.reason, t.balance_after, t.to_balance_after, t.idempotency_key, "
+        "to_char(coalesce(t.finished_at, t.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+
+    static tx_row parse_tx_row(const pqxx::row& row) {
             tx_row t;
             t.id = row[0].as<std::string>();
             t.type = row[1].as<std::string>();
@@ -143,8 +156,7 @@ private:
             t.to_balance_after = opt<std::int64_t>(row[12]);
             t.reference = opt<std::string>(row[13]);
             t.finished_at = row[14].as<std::string>();
-            rows_.emplace(t.id, std::move(t));
-        }
+            return t;
     }
 
     tx_event event_from_row(const tx_row& t) {
@@ -309,8 +321,11 @@ private:
         postings_.push_back({tx, wallet, std::move(account), amount, currency});
     }
 
-    void apply_one(std::size_t i) {
-        const auto& m = items_[i].msg;
+    void apply_one(std::size_t i) { out_[i] = apply_message(items_[i].msg, &items_[i].message_id); }
+
+    // Applies one transaction that is next in its wallets' order. message_id: the inbox row to
+    // record (none for a transaction applied by chaining, whose message has not come yet).
+    outcome apply_message(const tx_message& m, const std::string* message_id) {
         auto& w = wallets_.at(m.wallet_id);
         wallet_state* t = m.to_wallet_id ? &wallets_.at(*m.to_wallet_id) : nullptr;
         std::optional<std::string> reject;
@@ -406,7 +421,7 @@ private:
         u.balance_after = w.balance;
         if (t) u.to_balance_after = t->balance;
         updates_.push_back(u);
-        inbox_new_.emplace_back(items_[i].message_id, tx);
+        if (message_id) inbox_new_.emplace_back(*message_id, tx);
 
         tx_event e;
         e.transaction_id = tx;
@@ -423,10 +438,100 @@ private:
         e.to_balance_after = u.to_balance_after;
         e.reference = m.reference;
         e.occurred_at = ids::iso8601_now();
-        out_[i] = {reject ? outcome_kind::rejected : outcome_kind::completed, reject.value_or(""), "", e};
         if (!reject) {
             rows_[tx].status = "completed";  // a reversal later in this batch may reverse it
         }
+        return {reject ? outcome_kind::rejected : outcome_kind::completed, reject.value_or(""), "", e};
+    }
+
+    // Messages of one wallet that reach different replicas wait for each other. When an item
+    // waits for its predecessor, this batch (which holds the wallet's lock) applies the
+    // wallet's accepted transactions from the database instead, in sequence order, for as
+    // long as they are next in every wallet they touch: the transactions table is the source
+    // of truth and a message only says "there is work". The waiting item is applied among
+    // them; the others' messages arrive later as duplicates and are acknowledged (their
+    // outcome announced again). Wallets of transfers not locked yet are taken only if free
+    // (SKIP LOCKED: never waiting while holding locks, so never a deadlock).
+    void chain_early() {
+        std::unordered_map<std::string, std::size_t> early_item;
+        std::set<std::int64_t> waiting;
+        for (auto i : pending_) {
+            if (out_[i].kind != outcome_kind::early) continue;
+            const auto& m = items_[i].msg;
+            early_item.emplace(m.transaction_id, i);
+            waiting.insert(m.wallet_id);
+            if (m.to_wallet_id) waiting.insert(*m.to_wallet_id);
+        }
+        if (waiting.empty()) return;
+        constexpr std::size_t max_chain = 2000;
+        constexpr std::int64_t window = 500;
+        std::size_t applied = 0;
+        std::unordered_set<std::string> done;
+        for (int round = 0; round < 8 && applied < max_chain; ++round) {
+            std::vector<std::int64_t> ids, next;
+            for (auto id : waiting) {
+                ids.push_back(id);
+                next.push_back(wallets_.at(id).next);
+            }
+            auto r = w_.exec_params(
+                std::string("SELECT ") + tx_cols +
+                    " FROM unnest($1::bigint[], $2::bigint[]) AS v(w, n) CROSS JOIN LATERAL ("
+                    "  SELECT * FROM ledger.transactions x WHERE x.wallet_id = v.w AND x.sequence >= v.n AND x.sequence < v.n + $3"
+                    "  UNION ALL"
+                    "  SELECT * FROM ledger.transactions x WHERE x.to_wallet_id = v.w AND x.to_sequence >= v.n AND x.to_sequence < v.n + $3"
+                    ") t WHERE t.status = 'queued' AND t.type <> 'reversal'",
+                db::array_literal(ids), db::array_literal(next), window);
+            std::vector<tx_row> candidates;
+            std::unordered_set<std::string> seen;
+            std::set<std::int64_t> unlocked;
+            for (const auto& row : r) {
+                auto t = parse_tx_row(row);
+                if (done.count(t.id) || !seen.insert(t.id).second) continue;  // a transfer between two waiting wallets comes twice
+                if (!wallets_.count(t.wallet_id)) unlocked.insert(t.wallet_id);
+                if (t.to_wallet_id && !wallets_.count(*t.to_wallet_id)) unlocked.insert(*t.to_wallet_id);
+                candidates.push_back(std::move(t));
+            }
+            if (!unlocked.empty()) {
+                std::vector<std::int64_t> v(unlocked.begin(), unlocked.end());
+                add_wallets(w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED",
+                                           db::array_literal(v)));
+            }
+            std::sort(candidates.begin(), candidates.end(), [](const tx_row& a, const tx_row& b) { return a.sequence < b.sequence; });
+            bool progress = true, any = false;
+            while (progress && applied < max_chain) {
+                progress = false;
+                for (const auto& t : candidates) {
+                    if (done.count(t.id)) continue;
+                    auto w = wallets_.find(t.wallet_id);
+                    if (w == wallets_.end() || w->second.next != t.sequence) continue;
+                    if (t.to_wallet_id) {
+                        auto to = wallets_.find(*t.to_wallet_id);
+                        if (to == wallets_.end() || to->second.next != *t.to_sequence) continue;
+                    }
+                    done.insert(t.id);
+                    if (auto it = early_item.find(t.id); it != early_item.end()) {
+                        apply_one(it->second);  // the waiting item itself
+                    } else {
+                        tx_message m;
+                        m.transaction_id = t.id;
+                        m.type = t.type;
+                        m.wallet_id = t.wallet_id;
+                        m.to_wallet_id = t.to_wallet_id;
+                        m.amount = t.amount;
+                        m.currency = t.currency;
+                        m.sequence = t.sequence;
+                        m.to_sequence = t.to_sequence;
+                        m.reference = t.reference;
+                        auto o = apply_message(m, nullptr);
+                        if (o.event) chained_.push_back(std::move(*o.event));
+                    }
+                    ++applied;
+                    progress = any = true;
+                }
+            }
+            if (!any) break;
+        }
+        // Items still waiting keep their "early" outcome; the ones applied above have theirs.
     }
 
     void resolve_in_batch_duplicates() {
@@ -513,6 +618,7 @@ private:
     pqxx::work& w_;
     const std::vector<batch_item>& items_;
     const std::string& replica_;
+    std::vector<tx_event>& chained_;
     std::vector<outcome> out_;
     std::map<std::int64_t, wallet_state> wallets_;
     std::unordered_set<std::string> inbox_;
@@ -528,10 +634,15 @@ private:
 
 processor::processor(db::pool& pool, std::string replica) : pool_(pool), replica_(std::move(replica)) {}
 
-std::vector<outcome> processor::apply(const std::vector<batch_item>& items) {
+std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained) {
     std::vector<outcome> out;
     if (items.empty()) return out;
-    db::with_transaction(pool_, [&](pqxx::work& w) { out = batch(w, items, replica_).run(); });
+    std::vector<tx_event> extra;
+    db::with_transaction(pool_, [&](pqxx::work& w) {
+        extra.clear();  // a retried DB transaction starts over
+        out = batch(w, items, replica_, extra).run();
+    });
+    if (chained) *chained = std::move(extra);
     return out;
 }
 
