@@ -89,7 +89,10 @@ private:
         }
         std::vector<std::int64_t> v(ids.begin(), ids.end());
         // ORDER BY id: rows are locked in id order, so concurrent batches cannot deadlock.
-        auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        // NO KEY UPDATE (the worker changes no key): acceptances check their foreign key to the
+        // wallet with KEY SHARE, which this mode does not block, so a hot wallet being applied
+        // does not hold up the gateway accepting its next transactions.
+        auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE",
                                 db::array_literal(v));
         add_wallets(r);
     }
@@ -493,7 +496,7 @@ private:
             }
             if (!unlocked.empty()) {
                 std::vector<std::int64_t> v(unlocked.begin(), unlocked.end());
-                add_wallets(w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED",
+                add_wallets(w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
                                            db::array_literal(v)));
             }
             std::sort(candidates.begin(), candidates.end(), [](const tx_row& a, const tx_row& b) { return a.sequence < b.sequence; });

@@ -10,8 +10,6 @@ namespace txp::ledger {
 namespace {
 
 constexpr const char* service_name = "ledger-worker";
-// pending publishes that belong to no delivery (outcomes applied by chaining)
-constexpr std::size_t no_delivery = static_cast<std::size_t>(-1);
 
 metrics::counter& outcome_counter(const char* outcome) {
     return metrics::global().get_counter("txp_ledger_messages_total", "Messages handled by outcome",
@@ -71,8 +69,7 @@ void worker::publisher_loop() {
             auto results = publisher_.publish(job.msgs, opts_.publish_timeout);
             for (std::size_t k = 0; k < results.size(); ++k) {
                 if (results[k].status == amqp::publish_status::confirmed) continue;
-                // A chained outcome has no delivery to requeue: its own message announces it again.
-                if (job.msg_delivery[k] != no_delivery) job.ok[job.msg_delivery[k]] = false;
+                job.ok[job.msg_delivery[k]] = false;
                 log::error("publish not confirmed; the message will be redelivered",
                            {{"routing_key", job.msgs[k].routing_key}, {"status", amqp::to_string(results[k].status)},
                             {"detail", results[k].detail}});
@@ -192,15 +189,14 @@ void worker::handle(std::vector<held_delivery> batch) {
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
         metrics::global().get_histogram("txp_ledger_batch_seconds", "Time to apply one batch in the database")
             .observe_us(static_cast<std::uint64_t>(us));
-        // Applied from the database ahead of their messages: announced now (their messages,
-        // when they come, are duplicates and announce the recorded outcome again).
-        for (auto& e : chained) {
+        // Applied from the database ahead of their messages: their messages, when they come,
+        // find them done and announce the recorded outcome (once; a crash in between loses nothing).
+        for (const auto& e : chained) {
             log::info(e.status == "completed" ? "transaction completed" : "transaction rejected",
                       {{"transaction_id", e.transaction_id}, {"type", e.type}, {"wallet_id", e.wallet_id},
                        {"amount", e.amount}, {"currency", e.currency}, {"reason", e.reason.value_or("")},
                        {"balance_after", e.balance_after.value_or(0)}, {"chained", true}});
             outcome_counter(e.status == "completed" ? "completed" : "rejected").inc();
-            out.push_back({no_delivery, event_message(e, amqp::delivery{}), std::nullopt});
         }
         for (std::size_t k = 0; k < outcomes.size(); ++k) {
             auto i = idx[k];
@@ -225,7 +221,7 @@ void worker::handle(std::vector<held_delivery> batch) {
                     out.push_back({i, event_message(*o.event, batch[i].d), std::nullopt});
                     break;
                 case outcome_kind::duplicate:
-                    log::info("duplicate message: announcing the recorded outcome again",
+                    log::info("already applied (a redelivery, or applied ahead of its message): announcing its outcome",
                               {{"transaction_id", m.transaction_id},
                                {"status", o.event ? o.event->status : std::string("queued")}});
                     outcome_counter("duplicate").inc();
@@ -310,7 +306,7 @@ void worker::handle(std::vector<held_delivery> batch) {
         job.deliveries.push_back(batch[i].d);
     }
     for (auto& p : out) {
-        job.msg_delivery.push_back(p.delivery == no_delivery ? no_delivery : job_index[p.delivery]);
+        job.msg_delivery.push_back(job_index[p.delivery]);
         job.msgs.push_back(std::move(p.msg));
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
