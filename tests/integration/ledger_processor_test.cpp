@@ -198,6 +198,26 @@ TEST_CASE("each wallet's transactions apply in acceptance order", "[ledger][orde
     CHECK(f.reconcile().empty());
 }
 
+TEST_CASE("a chained transaction whose own message is parked is announced with its recorded outcome", "[ledger][order]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto t1 = f.accept("deposit", a, std::nullopt, 70);
+    auto t2 = f.accept("deposit", a, std::nullopt, 30);
+    REQUIRE(apply_one(f, t2).kind == outcome_kind::completed);  // chains t1 first
+    CHECK(f.status(t1.transaction_id) == "completed");
+    // t1's message ends in the error queue: nothing changes, and its outcome is announced.
+    ledger::processor p(f.ledger_pool(), "test");
+    auto ev = p.mark_failed(t1, "apply_failed");
+    REQUIRE(ev);
+    CHECK(ev->status == "completed");
+    CHECK(ev->transaction_id == t1.transaction_id);
+    CHECK(ev->balance_after == std::optional<std::int64_t>(70));
+    CHECK(ev->owner_id == std::optional<std::int64_t>(testing::test_owner(1)));
+    CHECK(f.status(t1.transaction_id) == "completed");
+    CHECK(f.balance(a) == 100);
+    CHECK(f.reconcile().empty());
+}
+
 TEST_CASE("a waiting transaction whose predecessor needs a wallet locked elsewhere stays early, without waiting for the lock",
           "[ledger][order]") {
     testing::ledger_fixture f;

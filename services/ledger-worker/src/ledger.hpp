@@ -93,13 +93,17 @@ public:
     // One DB transaction for the whole batch; outcomes[i] belongs to items[i]. Safe to call
     // again with the same items (idempotent through the inbox and transaction status).
     // An item that waits for its predecessor makes the batch apply that wallet's accepted
-    // transactions from the database in order ("chaining"): the outcomes of those that are
-    // not items go to `chained` (to be announced). Throws db::db_error when the database
-    // fails (kind says whether to retry).
-    std::vector<outcome> apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained = nullptr);
+    // transactions from the database in order ("chaining", unless allow_chain is false): the
+    // outcomes of those that are not items go to `chained` (for logs; each is announced by
+    // its own message, which finds it applied). Throws db::db_error when the database fails
+    // (kind says whether to retry).
+    std::vector<outcome> apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained = nullptr,
+                               bool allow_chain = true);
 
     // Ends a queued transaction as failed with the reason (its message was parked), so that
-    // the wallet's later transactions are not held up. Returns its event when it changed.
+    // the wallet's later transactions are not held up, and returns its event. When it was no
+    // longer queued (applied by a batch that chained it, or marked before), returns its
+    // recorded outcome instead, so the parked message still announces it.
     std::optional<tx_event> mark_failed(const tx_message& msg, const std::string& reason);
 
 private:

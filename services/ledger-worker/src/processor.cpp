@@ -65,8 +65,9 @@ bool content_matches(const tx_message& m, const tx_row& r) {
 
 class batch {
 public:
-    batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica, std::vector<tx_event>& chained)
-        : w_(w), items_(items), replica_(replica), chained_(chained), out_(items.size()) {}
+    batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica, std::vector<tx_event>& chained,
+          bool allow_chain)
+        : w_(w), items_(items), replica_(replica), chained_(chained), allow_chain_(allow_chain), out_(items.size()) {}
 
     std::vector<outcome> run() {
         lock_wallets();
@@ -74,7 +75,7 @@ public:
         load_transactions();
         classify();
         apply_in_order();
-        chain_early();
+        if (allow_chain_) chain_early();
         resolve_in_batch_duplicates();
         write();
         return std::move(out_);
@@ -534,6 +535,15 @@ private:
             }
             if (!any) break;
         }
+        // An early item the chain could not take (a reversal) may be next now.
+        for (bool progress = true; progress;) {
+            progress = false;
+            for (auto i : pending_) {
+                if (out_[i].kind != outcome_kind::early || !ready(items_[i].msg)) continue;
+                apply_one(i);
+                progress = true;
+            }
+        }
         // Items still waiting keep their "early" outcome; the ones applied above have theirs.
     }
 
@@ -601,7 +611,8 @@ private:
                 db::array_literal(id), db::array_literal(st), db::array_literal(reason), db::array_literal(ba),
                 db::array_literal(tba), replica_);
             if (r.affected_rows() != updates_.size()) {
-                // The wallet locks make this impossible; if it happens, roll back everything.
+                // Everything that changes a status holds the wallets' locks (batches and
+                // mark_failed), so this should not happen; if it does, roll back and retry.
                 throw db::db_error(db::failure_kind::transient, "transaction status changed concurrently");
             }
         }
@@ -622,6 +633,7 @@ private:
     const std::vector<batch_item>& items_;
     const std::string& replica_;
     std::vector<tx_event>& chained_;
+    bool allow_chain_;
     std::vector<outcome> out_;
     std::map<std::int64_t, wallet_state> wallets_;
     std::unordered_set<std::string> inbox_;
@@ -637,13 +649,13 @@ private:
 
 processor::processor(db::pool& pool, std::string replica) : pool_(pool), replica_(std::move(replica)) {}
 
-std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained) {
+std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained, bool allow_chain) {
     std::vector<outcome> out;
     if (items.empty()) return out;
     std::vector<tx_event> extra;
     db::with_transaction(pool_, [&](pqxx::work& w) {
         extra.clear();  // a retried DB transaction starts over
-        out = batch(w, items, replica_, extra).run();
+        out = batch(w, items, replica_, extra, allow_chain).run();
     });
     if (chained) *chained = std::move(extra);
     return out;
@@ -653,15 +665,51 @@ std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::s
     std::optional<tx_event> ev;
     db::with_transaction(pool_, [&](pqxx::work& w) {
         ev.reset();
+        // The wallets first, in id order as batches lock them: a batch chaining this
+        // transaction and this update then happen one after the other, never interleaved.
+        std::vector<std::int64_t> wallets{m.wallet_id};
+        if (m.to_wallet_id) wallets.push_back(*m.to_wallet_id);
+        w.exec_params("SELECT 1 FROM ledger.wallets WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                      db::array_literal(wallets));
         auto r = w.exec_params(
-            "UPDATE ledger.transactions t SET status = 'failed', reason = $2, applied_by = $3, finished_at = now(), "
+            "UPDATE ledger.transactions t SET status = 'failed', reason = $2, applied_by = $3, finished_at = clock_timestamp(), "
             "updated_at = now() WHERE t.id = $1::uuid AND t.status = 'queued' AND t.wallet_id = $4 AND t.amount = $5 "
             "AND t.sequence = $6 "
             "RETURNING (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
             "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id), "
             "(SELECT balance FROM ledger.wallets WHERE id = t.wallet_id)",
             m.transaction_id, reason, replica_, m.wallet_id, m.amount, m.sequence);
-        if (r.empty()) return;
+        if (r.empty()) {
+            // Already final (applied by a batch that chained it, or marked before): this
+            // message is its only announcement still pending, so announce what was recorded.
+            auto f = w.exec_params(
+                "SELECT t.status, t.reason, t.type, t.wallet_id, t.to_wallet_id, t.amount, t.currency::text, t.balance_after, "
+                "t.to_balance_after, t.idempotency_key, "
+                "to_char(coalesce(t.finished_at, t.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+                "(SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
+                "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
+                "FROM ledger.transactions t WHERE t.id = $1::uuid AND t.status <> 'queued'",
+                m.transaction_id);
+            if (f.empty()) return;
+            const auto& row = f[0];
+            tx_event e;
+            e.transaction_id = m.transaction_id;
+            e.status = row[0].as<std::string>();
+            e.reason = opt<std::string>(row[1]);
+            e.type = row[2].as<std::string>();
+            e.wallet_id = row[3].as<std::int64_t>();
+            e.to_wallet_id = opt<std::int64_t>(row[4]);
+            e.amount = row[5].as<std::int64_t>();
+            e.currency = row[6].as<std::string>();
+            e.balance_after = opt<std::int64_t>(row[7]);
+            e.to_balance_after = opt<std::int64_t>(row[8]);
+            e.reference = opt<std::string>(row[9]);
+            e.occurred_at = row[10].as<std::string>();
+            e.owner_id = opt<std::int64_t>(row[11]);
+            e.to_owner_id = opt<std::int64_t>(row[12]);
+            ev = e;
+            return;
+        }
         tx_event e;
         e.transaction_id = m.transaction_id;
         e.status = "failed";

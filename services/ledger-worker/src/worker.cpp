@@ -182,10 +182,10 @@ void worker::handle(std::vector<held_delivery> batch) {
         item_of.push_back(i);
     }
 
-    auto apply_group = [&](const std::vector<batch_item>& group, const std::vector<std::size_t>& idx) {
+    auto apply_group = [&](const std::vector<batch_item>& group, const std::vector<std::size_t>& idx, bool allow_chain) {
         auto start = std::chrono::steady_clock::now();
         std::vector<tx_event> chained;
-        auto outcomes = processor_.apply(group, &chained);
+        auto outcomes = processor_.apply(group, &chained, allow_chain);
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
         metrics::global().get_histogram("txp_ledger_batch_seconds", "Time to apply one batch in the database")
             .observe_us(static_cast<std::uint64_t>(us));
@@ -256,18 +256,20 @@ void worker::handle(std::vector<held_delivery> batch) {
 
     if (!items.empty()) {
         try {
-            apply_group(items, item_of);
+            apply_group(items, item_of, true);
         } catch (const db::db_error& e) {
             if (e.kind() == db::failure_kind::transient) {
                 for (auto i : item_of) route(i, amqp::failure_kind::transient, "database_unavailable", e.what());
             } else if (items.size() == 1) {
                 route(item_of[0], amqp::failure_kind::permanent, "apply_failed", e.what());
             } else {
-                // Find the one that fails: apply the batch one message at a time.
+                // Find the one that fails: apply the batch one message at a time, without
+                // chaining, so that a bad transaction further down a wallet's order is blamed
+                // on its own message only (the others wait for it to be parked).
                 log::warn("batch failed permanently; applying its messages one by one", {{"error", e.what()}});
                 for (std::size_t k = 0; k < items.size(); ++k) {
                     try {
-                        apply_group({items[k]}, {item_of[k]});
+                        apply_group({items[k]}, {item_of[k]}, false);
                     } catch (const db::db_error& e1) {
                         route(item_of[k],
                               e1.kind() == db::failure_kind::transient ? amqp::failure_kind::transient
