@@ -20,7 +20,7 @@ logdir="$(mktemp -d /tmp/txp-gateway-bench.XXXXXX)"
 TXP_DATABASE_URL="$TXP_TEST_LEDGER_DATABASE_URL" TXP_AMQP_URL="$TXP_TEST_AMQP_URL" "$worker" migrate >/dev/null
 
 TXP_DATABASE_URL="$TXP_TEST_GATEWAY_DATABASE_URL" TXP_AMQP_URL="$TXP_TEST_AMQP_URL" TXP_HTTP_PORT="$port" \
-  TXP_RATE_LIMIT_RPS=0 TXP_LOG_FORMAT=json TXP_REPLICA_ID=gw-bench \
+  TXP_RATE_LIMIT_RPS=0 TXP_LOGIN_RATE_PER_MIN=0 TXP_LOG_FORMAT=json TXP_REPLICA_ID=gw-bench \
   "$gw" >"$logdir/api-gateway.log" 2>&1 &
 gw_pid=$!
 stop_gateway() {
@@ -66,6 +66,24 @@ printf 'POST /v1/transactions  %6d accepted/s  p50 %s ms  p90 %s ms  p99 %s ms  
   "$(field max_ms "$post")" "$(field non2xx "$post")" "$(field socket_errors "$post")"
 printf '                        %d requests, %d new ledger transactions; outbox: %s pending at the end, all published %ss later\n' \
   "$n" "$(( after - before ))" "$pending" "$drained"
+
+# The same over 64 users' wallets (each request to the next user in turn).
+users_file="$logdir/users.txt"
+for i in $(seq 1 64); do
+  u="${user}_$i"
+  r="$(curl -sf -X POST "$base/v1/auth/register" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$u\",\"email\":\"$u@example.com\",\"password\":\"bench-password\",\"password_confirm\":\"bench-password\"}")"
+  t="$(curl -sf -X POST "$base/v1/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$u\",\"password\":\"bench-password\"}" | jq -r .token)"
+  echo "$(jq -r .wallet.id <<<"$r") $t" >>"$users_file"
+done
+post="$(TXP_BENCH_USERS="$users_file" wrk -t2 -c64 -d"${secs}s" --latency -s "$here/gateway_post.lua" "$base" | grep '^RESULT')"
+n="$(field requests "$post")"
+us="$(field duration_us "$post")"
+printf 'POST, 64 users/wallets %6d accepted/s  p50 %s ms  p90 %s ms  p99 %s ms  max %s ms  non-2xx %s  socket errors %s\n' \
+  "$(( n * 1000000 / us ))" "$(field p50_ms "$post")" "$(field p90_ms "$post")" "$(field p99_ms "$post")" \
+  "$(field max_ms "$post")" "$(field non2xx "$post")" "$(field socket_errors "$post")"
+while [ "$(outbox_pending)" != 0 ]; do sleep 0.2; done
 
 get="$(wrk -t2 -c64 -d"${secs}s" --latency -s "$here/gateway_get.lua" "$base" | grep '^RESULT')"
 n="$(field requests "$get")"
