@@ -43,6 +43,52 @@ std::optional<T> opt(const pqxx::field& f) {
     return f.as<T>();
 }
 
+// The columns parse_tx_row reads, from ledger.transactions aliased t.
+constexpr const char* tx_cols =
+    "t.id::text, t.type, t.wallet_id, t.to_wallet_id, t.amount, t.currency, t.sequence, t.to_sequence, "
+    "t.reverses_transaction_id::text, t.status, t.reason, t.balance_after, t.to_balance_after, t.idempotency_key, "
+    "to_char(coalesce(t.finished_at, t.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+
+tx_row parse_tx_row(const pqxx::row& row) {
+    tx_row t;
+    t.id = row[0].as<std::string>();
+    t.type = row[1].as<std::string>();
+    t.wallet_id = row[2].as<std::int64_t>();
+    t.to_wallet_id = opt<std::int64_t>(row[3]);
+    t.amount = row[4].as<std::int64_t>();
+    t.currency = row[5].as<std::string>();
+    t.sequence = row[6].as<std::int64_t>();
+    t.to_sequence = opt<std::int64_t>(row[7]);
+    t.reverses = opt<std::string>(row[8]);
+    t.status = row[9].as<std::string>();
+    t.reason = opt<std::string>(row[10]);
+    t.balance_after = opt<std::int64_t>(row[11]);
+    t.to_balance_after = opt<std::int64_t>(row[12]);
+    t.reference = opt<std::string>(row[13]);
+    t.finished_at = row[14].as<std::string>();
+    return t;
+}
+
+// The recorded outcome of a final transaction, to announce (again).
+tx_event recorded_event(const tx_row& t, std::optional<std::int64_t> owner, std::optional<std::int64_t> to_owner) {
+    tx_event e;
+    e.transaction_id = t.id;
+    e.status = t.status;
+    e.reason = t.reason;
+    e.type = t.type;
+    e.wallet_id = t.wallet_id;
+    e.to_wallet_id = t.to_wallet_id;
+    e.amount = t.amount;
+    e.currency = t.currency;
+    e.balance_after = t.balance_after;
+    e.to_balance_after = t.to_balance_after;
+    e.reference = t.reference;
+    e.occurred_at = t.finished_at;
+    e.owner_id = owner;
+    e.to_owner_id = to_owner;
+    return e;
+}
+
 struct posting {
     std::string tx_id;
     std::optional<std::int64_t> wallet_id;
@@ -138,50 +184,14 @@ private:
         }
     }
 
-    static constexpr const char* tx_cols =
-        "t.id::text, t.type, t.wallet_id, t.to_wallet_id, t.amount, t.currency, t.sequence, t.to_sequence, "
-        "t.reverses_transaction_id::text, t.status, t.reason, t.balance_after, t.to_balance_after, t.idempotency_key, "
-        "to_char(coalesce(t.finished_at, t.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
-
-    static tx_row parse_tx_row(const pqxx::row& row) {
-            tx_row t;
-            t.id = row[0].as<std::string>();
-            t.type = row[1].as<std::string>();
-            t.wallet_id = row[2].as<std::int64_t>();
-            t.to_wallet_id = opt<std::int64_t>(row[3]);
-            t.amount = row[4].as<std::int64_t>();
-            t.currency = row[5].as<std::string>();
-            t.sequence = row[6].as<std::int64_t>();
-            t.to_sequence = opt<std::int64_t>(row[7]);
-            t.reverses = opt<std::string>(row[8]);
-            t.status = row[9].as<std::string>();
-            t.reason = opt<std::string>(row[10]);
-            t.balance_after = opt<std::int64_t>(row[11]);
-            t.to_balance_after = opt<std::int64_t>(row[12]);
-            t.reference = opt<std::string>(row[13]);
-            t.finished_at = row[14].as<std::string>();
-            return t;
-    }
 
     tx_event event_from_row(const tx_row& t) {
-        tx_event e;
-        e.transaction_id = t.id;
-        e.status = t.status;
-        e.reason = t.reason;
-        e.type = t.type;
-        e.wallet_id = t.wallet_id;
-        e.to_wallet_id = t.to_wallet_id;
-        e.amount = t.amount;
-        e.currency = t.currency;
-        e.balance_after = t.balance_after;
-        e.to_balance_after = t.to_balance_after;
-        e.reference = t.reference;
-        e.occurred_at = t.finished_at;
-        if (auto it = wallets_.find(t.wallet_id); it != wallets_.end()) e.owner_id = it->second.owner_id;
+        std::optional<std::int64_t> owner, to_owner;
+        if (auto it = wallets_.find(t.wallet_id); it != wallets_.end()) owner = it->second.owner_id;
         if (t.to_wallet_id) {
-            if (auto it = wallets_.find(*t.to_wallet_id); it != wallets_.end()) e.to_owner_id = it->second.owner_id;
+            if (auto it = wallets_.find(*t.to_wallet_id); it != wallets_.end()) to_owner = it->second.owner_id;
         }
-        return e;
+        return recorded_event(t, owner, to_owner);
     }
 
     void classify() {
@@ -682,32 +692,13 @@ std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::s
         if (r.empty()) {
             // Already final (applied by a batch that chained it, or marked before): this
             // message is its only announcement still pending, so announce what was recorded.
-            auto f = w.exec_params(
-                "SELECT t.status, t.reason, t.type, t.wallet_id, t.to_wallet_id, t.amount, t.currency::text, t.balance_after, "
-                "t.to_balance_after, t.idempotency_key, "
-                "to_char(coalesce(t.finished_at, t.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-                "(SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
-                "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
-                "FROM ledger.transactions t WHERE t.id = $1::uuid AND t.status <> 'queued'",
-                m.transaction_id);
+            auto f = w.exec_params(std::string("SELECT ") + tx_cols +
+                                       ", (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
+                                       "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
+                                       "FROM ledger.transactions t WHERE t.id = $1::uuid AND t.status <> 'queued'",
+                                       m.transaction_id);
             if (f.empty()) return;
-            const auto& row = f[0];
-            tx_event e;
-            e.transaction_id = m.transaction_id;
-            e.status = row[0].as<std::string>();
-            e.reason = opt<std::string>(row[1]);
-            e.type = row[2].as<std::string>();
-            e.wallet_id = row[3].as<std::int64_t>();
-            e.to_wallet_id = opt<std::int64_t>(row[4]);
-            e.amount = row[5].as<std::int64_t>();
-            e.currency = row[6].as<std::string>();
-            e.balance_after = opt<std::int64_t>(row[7]);
-            e.to_balance_after = opt<std::int64_t>(row[8]);
-            e.reference = opt<std::string>(row[9]);
-            e.occurred_at = row[10].as<std::string>();
-            e.owner_id = opt<std::int64_t>(row[11]);
-            e.to_owner_id = opt<std::int64_t>(row[12]);
-            ev = e;
+            ev = recorded_event(parse_tx_row(f[0]), opt<std::int64_t>(f[0][15]), opt<std::int64_t>(f[0][16]));
             return;
         }
         tx_event e;
