@@ -515,6 +515,7 @@ private:
             while (progress && applied < max_chain) {
                 progress = false;
                 for (const auto& t : candidates) {
+                    if (applied >= max_chain) break;
                     if (done.count(t.id)) continue;
                     auto w = wallets_.find(t.wallet_id);
                     if (w == wallets_.end() || w->second.next != t.sequence) continue;
