@@ -23,13 +23,6 @@ std::int64_t total_entries(testing::ledger_fixture& f) {
     return r.exec("SELECT count(*) FROM ledger.entries")[0][0].as<std::int64_t>();
 }
 
-std::string header_string(const amqp::delivery& d, const std::string& name) {
-    auto it = d.props.headers.find(name);
-    if (it == d.props.headers.end()) return "";
-    if (auto s = std::get_if<std::string>(&it->second)) return *s;
-    if (auto i = std::get_if<std::int64_t>(&it->second)) return std::to_string(*i);
-    return "?";
-}
 
 bool wait_depth(amqp::admin& a, const std::string& q, std::uint32_t n, std::chrono::seconds limit) {
     auto until = std::chrono::steady_clock::now() + limit;
@@ -83,10 +76,10 @@ TEST_CASE("poison messages are parked with a reason and change nothing", "[ledge
     for (std::size_t i = 0; i < poison.size() + 1; ++i) {
         auto d = admin.get("ledger.transactions.error");
         REQUIRE(d);
-        reasons.insert(header_string(*d, "x-error-reason"));
-        CHECK_FALSE(header_string(*d, "x-error-detail").empty());
-        CHECK(header_string(*d, "x-failed-service") == "ledger-worker");
-        CHECK(header_string(*d, "x-origin-queue") == "ledger.transactions");
+        reasons.insert(amqp::header_text(d->props.headers, "x-error-reason"));
+        CHECK_FALSE(amqp::header_text(d->props.headers, "x-error-detail").empty());
+        CHECK(amqp::header_text(d->props.headers, "x-failed-service") == "ledger-worker");
+        CHECK(amqp::header_text(d->props.headers, "x-origin-queue") == "ledger.transactions");
         CHECK(bodies.count(d->body) == 1);  // the body is untouched
         admin.ack(d->delivery_tag);
     }

@@ -118,21 +118,16 @@ std::pair<std::string, std::string> notifier_fixture::subscribe(std::int64_t use
 amqp::outgoing notifier_fixture::tx_event(const tx_event_spec& s) {
     std::string tx = s.transaction_id.empty() ? ids::uuid_v4() : s.transaction_id;
     json::writer w;
-    auto oi = [&](const char* k, const std::optional<std::int64_t>& v) {
-        w.key(k);
-        if (v) w.i64(*v);
-        else w.null();
-    };
     w.start_object();
     w.kv("event_id", tx + ":" + s.status).kv("transaction_id", tx).kv("status", s.status);
     w.kv_opt("reason", s.reason);
     w.kv("type", s.type).kv("wallet_id", s.wallet);
-    oi("to_wallet_id", s.to_wallet);
+    w.kv_opt("to_wallet_id", s.to_wallet);
     w.kv("owner_id", s.owner);
-    oi("to_owner_id", s.to_owner);
+    w.kv_opt("to_owner_id", s.to_owner);
     w.kv("amount", s.amount).kv("currency", "USD");
-    oi("balance_after", s.balance_after);
-    oi("to_balance_after", s.to_balance_after);
+    w.kv_opt("balance_after", s.balance_after);
+    w.kv_opt("to_balance_after", s.to_balance_after);
     w.key("reference").null();
     w.kv("occurred_at", ids::iso8601_now());
     w.end_object();
@@ -210,12 +205,5 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds dea
     }
 }
 
-std::string header_string(const amqp::delivery& d, const std::string& name) {
-    auto it = d.props.headers.find(name);
-    if (it == d.props.headers.end()) return "";
-    if (auto s = std::get_if<std::string>(&it->second)) return *s;
-    if (auto i = std::get_if<std::int64_t>(&it->second)) return std::to_string(*i);
-    return "?";
-}
 
 }  // namespace txp::testing

@@ -108,6 +108,5 @@ private:
 // Polls pred every 20 ms until it holds or the deadline passes; returns whether it held.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds deadline = std::chrono::seconds(20));
 
-std::string header_string(const amqp::delivery& d, const std::string& name);
 
 }  // namespace txp::testing

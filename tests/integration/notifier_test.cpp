@@ -40,7 +40,7 @@ std::vector<amqp::delivery> parked_deliveries(amqp::admin& a, const std::set<std
     std::vector<amqp::delivery> out;
     while (auto d = a.get("notifier.events.error")) {
         a.ack(d->delivery_tag);
-        if (ids.count(testing::header_string(*d, "x-delivery-id"))) out.push_back(std::move(*d));
+        if (ids.count(amqp::header_text(d->props.headers, "x-delivery-id"))) out.push_back(std::move(*d));
     }
     return out;
 }
@@ -255,12 +255,12 @@ TEST_CASE("a receiver that never answers is parked with its reason while other e
     }));
     CHECK(parked.size() == 6);
     for (const auto& d : parked) {
-        CHECK(testing::header_string(d, "x-error-reason") == "webhook_failed");
-        CHECK(testing::header_string(d, "x-error-detail").find("timeout") != std::string::npos);
-        CHECK(testing::header_string(d, "x-failed-service") == "notifier");
-        CHECK(testing::header_string(d, "x-origin-queue") == "notifier.events");
-        CHECK(testing::header_string(d, "x-attempts") == "4");
-        CHECK(testing::header_string(d, "x-destination").rfind("127.0.0.1:", 0) == 0);
+        CHECK(amqp::header_text(d.props.headers, "x-error-reason") == "webhook_failed");
+        CHECK(amqp::header_text(d.props.headers, "x-error-detail").find("timeout") != std::string::npos);
+        CHECK(amqp::header_text(d.props.headers, "x-failed-service") == "notifier");
+        CHECK(amqp::header_text(d.props.headers, "x-origin-queue") == "notifier.events");
+        CHECK(amqp::header_text(d.props.headers, "x-attempts") == "4");
+        CHECK(amqp::header_text(d.props.headers, "x-destination").rfind("127.0.0.1:", 0) == 0);
         CHECK(d.props.type == notifier::webhook_type);
         auto doc = json::parse(d.body);
         CHECK_FALSE(schema::global().validate(notifier::webhook_type, doc));
@@ -290,7 +290,7 @@ TEST_CASE("moving a parked delivery back to notifier.events delivers it again", 
         return parked.has_value();
     }));
     admin.ack(parked->delivery_tag);
-    CHECK(testing::header_string(*parked, "x-error-detail") == "HTTP 503");
+    CHECK(amqp::header_text(parked->props.headers, "x-error-detail") == "HTTP 503");
     healthy = true;
     // What an operator's "move messages" does: publish it as it is to notifier.events.
     amqp::outgoing back;
@@ -373,7 +373,7 @@ TEST_CASE("a subscription whose address is not allowed at delivery time is parke
         for (auto& d : parked_deliveries(admin, {did})) parked.push_back(std::move(d));
         return !parked.empty();
     }));
-    CHECK(testing::header_string(parked[0], "x-error-reason") == "url_forbidden");
+    CHECK(amqp::header_text(parked[0].props.headers, "x-error-reason") == "url_forbidden");
     db::with_transaction(f.gateway_pool(), [&](pqxx::work& w) { notifier::delete_subscription(w, user, id); });
     CHECK(n->terminate() == 0);
 }
@@ -479,8 +479,8 @@ TEST_CASE("invalid events are parked with a reason and change nothing", "[notifi
         auto d = admin.get("notifier.events.error");
         REQUIRE(d);
         admin.ack(d->delivery_tag);
-        reasons.insert(testing::header_string(*d, "x-error-reason"));
-        CHECK(testing::header_string(*d, "x-failed-service") == "notifier");
+        reasons.insert(amqp::header_text(d->props.headers, "x-error-reason"));
+        CHECK(amqp::header_text(d->props.headers, "x-failed-service") == "notifier");
     }
     CHECK(reasons == std::multiset<std::string>{"malformed_json", "schema_invalid", "unknown_message_type"});
     REQUIRE(eventually([&] { return feed_count(f, user) == 1; }));

@@ -79,59 +79,59 @@ std::string iso(std::string_view column);
 
 http::response json_response(unsigned status, std::string body);
 
+// Runs attempt() again after a transient database failure (up to 4 times, with jitter);
+// api_error and permanent failures propagate unchanged.
+template <typename F>
+auto retry_transient(F&& attempt) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    for (int n = 1;; ++n) {
+        try {
+            return attempt();
+        } catch (const api_error&) {
+            throw;
+        } catch (const std::exception& e) {
+            if (n >= 4 || db::classify(e) != db::failure_kind::transient) throw;
+            std::uniform_int_distribution<int> jitter(5, 20 * n);
+            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+        }
+    }
+}
+
 // Runs fn(work) in a transaction and commits, retrying transient database failures a few
 // times; api_error and permanent failures propagate unchanged (after rollback).
 template <typename F>
 auto in_transaction(db::pool& pool, F&& fn) {
-    thread_local std::mt19937 rng{std::random_device{}()};
-    for (int attempt = 1;; ++attempt) {
+    return retry_transient([&] {
+        auto lease = pool.acquire();
         try {
-            auto lease = pool.acquire();
-            try {
-                pqxx::work w(*lease);
-                auto result = fn(w);
-                w.commit();
-                return result;
-            } catch (const pqxx::broken_connection&) {
-                lease.discard();
-                throw;
-            } catch (const pqxx::in_doubt_error&) {
-                lease.discard();
-                throw;
-            }
-        } catch (const api_error&) {
+            pqxx::work w(*lease);
+            auto result = fn(w);
+            w.commit();
+            return result;
+        } catch (const pqxx::broken_connection&) {
+            lease.discard();
             throw;
-        } catch (const std::exception& e) {
-            if (attempt >= 4 || db::classify(e) != db::failure_kind::transient) throw;
-            std::uniform_int_distribution<int> jitter(5, 20 * attempt);
-            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+        } catch (const pqxx::in_doubt_error&) {
+            lease.discard();
+            throw;
         }
-    }
+    });
 }
 
 // Runs fn(conn) for a single statement without BEGIN/COMMIT (one round trip instead of
 // three), retrying transient failures like in_transaction. Only for one-statement reads.
 template <typename F>
 auto single_read(db::pool& pool, F&& fn) {
-    thread_local std::mt19937 rng{std::random_device{}()};
-    for (int attempt = 1;; ++attempt) {
+    return retry_transient([&] {
+        auto lease = pool.acquire();
         try {
-            auto lease = pool.acquire();
-            try {
-                pqxx::nontransaction n(*lease);
-                return fn(n);
-            } catch (const pqxx::broken_connection&) {
-                lease.discard();
-                throw;
-            }
-        } catch (const api_error&) {
+            pqxx::nontransaction n(*lease);
+            return fn(n);
+        } catch (const pqxx::broken_connection&) {
+            lease.discard();
             throw;
-        } catch (const std::exception& e) {
-            if (attempt >= 4 || db::classify(e) != db::failure_kind::transient) throw;
-            std::uniform_int_distribution<int> jitter(5, 20 * attempt);
-            std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
         }
-    }
+    });
 }
 
 // The problem+json answer for an exception a handler (or the acceptance batcher) raised:

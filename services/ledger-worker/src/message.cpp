@@ -66,21 +66,16 @@ std::string tx_message::to_json() const {
 
 std::string tx_event::to_json() const {
     json::writer w;
-    auto opt_int = [&](const char* k, const std::optional<std::int64_t>& v) {
-        w.key(k);
-        if (v) w.i64(*v);
-        else w.null();
-    };
     w.start_object();
     w.kv("event_id", event_id()).kv("transaction_id", transaction_id).kv("status", status);
     w.kv_opt("reason", reason);
     w.kv("type", type).kv("wallet_id", wallet_id);
-    opt_int("to_wallet_id", to_wallet_id);
-    opt_int("owner_id", owner_id);
-    opt_int("to_owner_id", to_owner_id);
+    w.kv_opt("to_wallet_id", to_wallet_id);
+    w.kv_opt("owner_id", owner_id);
+    w.kv_opt("to_owner_id", to_owner_id);
     w.kv("amount", amount).kv("currency", currency);
-    opt_int("balance_after", balance_after);
-    opt_int("to_balance_after", to_balance_after);
+    w.kv_opt("balance_after", balance_after);
+    w.kv_opt("to_balance_after", to_balance_after);
     w.kv_opt("reference", reference);
     w.kv("occurred_at", occurred_at);
     w.end_object();

@@ -287,9 +287,8 @@ void worker::handle(std::vector<held_delivery> batch) {
     for (auto& p : out) {
         if (!p.fail_on_park) continue;
         try {
-            if (auto ev = processor_.mark_failed(*p.fail_on_park, p.msg.props.headers.count(amqp::header_error_reason)
-                                                                      ? std::get<std::string>(p.msg.props.headers.at(amqp::header_error_reason))
-                                                                      : std::string("parked"))) {
+            if (auto ev = processor_.mark_failed(*p.fail_on_park,
+                                                 amqp::header_text(p.msg.props.headers, amqp::header_error_reason))) {
                 failed_events.push_back({p.delivery, event_message(*ev, batch[p.delivery].d), std::nullopt});
             }
         } catch (const std::exception& e) {

@@ -21,21 +21,16 @@ constexpr const char* iso = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
 
 std::string feed_entry::to_json() const {
     json::writer w;
-    auto oi = [&](const char* k, const std::optional<std::int64_t>& v) {
-        w.key(k);
-        if (v) w.i64(*v);
-        else w.null();
-    };
     w.start_object();
     w.kv("id", id).kv("seq", seq).kv("user_id", user_id).kv("event_id", event_id).kv("type", event_type);
-    oi("wallet_id", wallet_id);
-    oi("counterparty_wallet_id", counterparty_wallet_id);
+    w.kv_opt("wallet_id", wallet_id);
+    w.kv_opt("counterparty_wallet_id", counterparty_wallet_id);
     w.kv_opt("transaction_id", transaction_id);
     w.kv_opt("transaction_type", transaction_type);
     w.kv_opt("direction", direction);
-    oi("amount", amount);
+    w.kv_opt("amount", amount);
     w.kv_opt("currency", currency);
-    oi("balance_after", balance_after);
+    w.kv_opt("balance_after", balance_after);
     w.kv_opt("status", status);
     w.kv_opt("reason", reason);
     w.kv("occurred_at", occurred_at).kv("created_at", created_at);

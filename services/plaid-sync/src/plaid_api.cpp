@@ -91,12 +91,6 @@ account_view account_of(const pqxx::row& r) {
     return a;
 }
 
-void opt_i64(json::writer& w, const char* k, const std::optional<std::int64_t>& v) {
-    w.key(k);
-    if (v) w.i64(*v);
-    else w.null();
-}
-
 std::string access_token_of(api_context& ctx, std::int64_t owner_id, const std::string& item_id) {
     std::string sealed;
     transaction(ctx.pool, [&](pqxx::work& w) {
@@ -118,11 +112,11 @@ std::string account_view::to_json() const {
     w.start_object().kv("account_id", account_id).kv("item_id", item_id).kv("name", name).kv_opt("official_name", official_name);
     w.kv_opt("mask", mask).kv("type", type).kv_opt("subtype", subtype);
     w.key("balances").start_object();
-    opt_i64(w, "available", available);
-    opt_i64(w, "current", current);
-    opt_i64(w, "limit", limit);
+    w.kv_opt("available", available);
+    w.kv_opt("current", current);
+    w.kv_opt("limit", limit);
     w.kv_opt("currency", currency).kv_opt("updated_at", balances_updated_at).end_object();
-    opt_i64(w, "wallet_id", wallet_id);
+    w.kv_opt("wallet_id", wallet_id);
     w.end_object();
     return w.str();
 }
@@ -141,7 +135,7 @@ std::string item_view::to_json() const {
 std::string transaction_view::to_json() const {
     json::writer w;
     w.start_object().kv("transaction_id", transaction_id).kv("account_id", account_id).kv("item_id", item_id);
-    opt_i64(w, "amount", amount);
+    w.kv_opt("amount", amount);
     w.kv("amount_decimal", amount_text).kv_opt("currency", currency).kv("date", date).kv_opt("authorized_date", authorized_date);
     w.kv("name", name).kv_opt("merchant_name", merchant_name).kv_opt("category_primary", category_primary);
     w.kv_opt("category_detailed", category_detailed).kv("pending", pending).kv_opt("pending_transaction_id", pending_transaction_id);

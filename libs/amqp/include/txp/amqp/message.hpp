@@ -38,6 +38,15 @@ struct connection_options {
 using header_value = std::variant<std::string, std::int64_t, bool>;
 using header_table = std::map<std::string, header_value>;
 
+// A header as text ("" when absent; numbers and booleans written out), for reasons and logs.
+inline std::string header_text(const header_table& h, const std::string& name) {
+    auto it = h.find(name);
+    if (it == h.end()) return "";
+    if (const auto* s = std::get_if<std::string>(&it->second)) return *s;
+    if (const auto* i = std::get_if<std::int64_t>(&it->second)) return std::to_string(*i);
+    return std::get<bool>(it->second) ? "true" : "false";
+}
+
 struct properties {
     std::string message_id;
     std::string correlation_id;

@@ -68,6 +68,7 @@ public:
     writer& kv(std::string_view k, int v) { return key(k).i64(v); }
     writer& kv(std::string_view k, bool v) { return key(k).boolean(v); }
     writer& kv_opt(std::string_view k, const std::optional<std::string>& v) { key(k); return v ? str(*v) : null(); }
+    writer& kv_opt(std::string_view k, const std::optional<std::int64_t>& v) { key(k); return v ? i64(*v) : null(); }
     writer& raw(std::string_view k, std::string_view json) {
         key(k);
         w_.RawValue(json.data(), json.size(), rapidjson::kObjectType);
