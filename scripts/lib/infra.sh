@@ -36,7 +36,10 @@ start_rabbitmq() {
     rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
     # Loopback only: the node and the console listen on 127.0.0.1.
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbitmq_management tcp_config [{ip,\"127.0.0.1\"},{port,15672}]"
+    # Schedulers that sleep when idle instead of busy-waiting (+sbwt none): on a small
+    # machine shared with PostgreSQL and the services, spinning schedulers take CPU the
+    # others need.
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none -rabbitmq_management tcp_config [{ip,\"127.0.0.1\"},{port,15672}]"
     rabbitmq-server -detached >/dev/null 2>&1 || true
     # The node registers with epmd only after a few seconds (longer when it recovers many
     # queues); until then await_startup fails at once with "not running", so retry it.
@@ -75,10 +78,18 @@ drop_database() {
   as_postgres psql -q -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
-# bootstrap_vhost NAME: a vhost with full permissions for guest.
+# bootstrap_vhost NAME: a vhost with full permissions for guest and txp's broker policies.
+# The services declare exchanges and queues themselves; policies cannot be set over AMQP, so
+# they are applied here from deploy/rabbitmq/definitions.json (which docker-compose loads).
 bootstrap_vhost() {
   rabbitmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
   rabbitmqctl -q set_permissions -p "$1" guest ".*" ".*" ".*" >/dev/null
+  local defs="$TXP_ROOT/deploy/rabbitmq/definitions.json" p
+  while IFS= read -r p; do
+    rabbitmqctl -q set_policy -p "$1" --apply-to "$(jq -r '."apply-to"' <<<"$p")" \
+      --priority "$(jq -r '.priority' <<<"$p")" "$(jq -r '.name' <<<"$p")" "$(jq -r '.pattern' <<<"$p")" \
+      "$(jq -c '.definition' <<<"$p")" >/dev/null
+  done < <(jq -c '.policies[]?' "$defs")
 }
 
 drop_vhost() { rabbitmqctl -q delete_vhost "$1" >/dev/null 2>&1 || true; }

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "amqp_support.hpp"
 
@@ -188,6 +189,20 @@ TEST_CASE("declaring the topology twice is harmless; a conflicting one is refuse
     CHECK_NOTHROW(a.queue_depth("ledger.transactions"));
 }
 
+namespace {
+// A queue's details from the management API once they include its policy fields (the broker
+// reports a new queue's details every few seconds).
+std::string queue_policy(const std::string& vhost, const std::string& queue) {
+    std::string body;
+    for (int i = 0; i < 100; ++i) {
+        body = txp::testing::rabbit_api_call("GET", "/queues/" + vhost + "/" + queue);
+        if (body.find("\"policy\":") != std::string::npos && body.find("\"policy\":null") == std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return body;
+}
+}  // namespace
+
 TEST_CASE("the committed definitions file is the exported topology and RabbitMQ accepts it", "[amqp][integration]") {
     std::ifstream in(TXP_AMQP_DEFINITIONS_FILE);
     REQUIRE(in.good());
@@ -224,4 +239,17 @@ TEST_CASE("the committed definitions file is the exported topology and RabbitMQ 
     admin a(o);
     CHECK(a.queue_depth("ledger.transactions.retry.60s") == 0);  // imported
     CHECK_NOTHROW(a.declare(txp_topology()));
+    // The policies came with it, and RabbitMQ applies them to the queues.
+    CHECK(queue_policy(vh, "ledger.transactions").find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
+}
+
+TEST_CASE("the vhost scripts/test prepared carries the definitions file's policies", "[amqp][integration]") {
+    // bootstrap_vhost (scripts/lib/infra.sh) applies them natively, as docker-compose's
+    // definitions import does: a queue the services declare here is lazy.
+    admin a(options("amqp_test.policies"));
+    a.declare(txp_topology());
+    auto vh = txp::testing::vhost();
+    auto queue = queue_policy(vh == "/" ? std::string("%2f") : vh, "notifier.events");
+    CHECK(queue.find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
+    CHECK(queue.find("\"queue-mode\":\"lazy\"") != std::string::npos);
 }

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <regex>
 
 #include "txp/amqp/topology.hpp"
 
@@ -46,6 +47,15 @@ TEST_CASE("txp_topology declares each main queue with its tiers and error queue"
         CHECK(has_binding(t, "txp.error", q + ".error", q));
     }
     CHECK(t.queues.size() == 3 * 5);
+
+    // Every txp queue is lazy through the policy, and nothing else is.
+    REQUIRE(t.policies.size() == 1);
+    CHECK(t.policies[0].apply_to == "queues");
+    CHECK(t.policies[0].definition == std::vector<std::pair<std::string, std::string>>{{"queue-mode", "lazy"}});
+    std::regex pattern(t.policies[0].pattern);
+    for (const auto& q : t.queues) CHECK(std::regex_search(q.name, pattern));
+    CHECK_FALSE(std::regex_search(std::string("amqp_bench.ledger"), pattern));
+    CHECK_FALSE(std::regex_search(std::string("ledgerx"), pattern));
 }
 
 TEST_CASE("definitions export is deterministic and leaves exclusive queues out", "[amqp][topology]") {
@@ -63,4 +73,12 @@ TEST_CASE("definitions export is deterministic and leaves exclusive queues out",
     CHECK(json.find("\"x-dead-letter-exchange\": \"\"") != std::string::npos);
     CHECK(json.find("mine") == std::string::npos);
     CHECK(json.find("\"vhosts\"") != std::string::npos);
+    CHECK(json.find("\"policies\": []") != std::string::npos);
+
+    t.policies.push_back(policy_decl{.name = "p", .pattern = "^q\\.", .definition = {{"queue-mode", "lazy"}}, .priority = 2});
+    json = t.to_definitions_json();
+    CHECK(json.find("\"pattern\": \"^q\\\\.\"") != std::string::npos);
+    CHECK(json.find("\"apply-to\": \"queues\"") != std::string::npos);
+    CHECK(json.find("\"queue-mode\": \"lazy\"") != std::string::npos);
+    CHECK(json.find("\"priority\": 2") != std::string::npos);
 }

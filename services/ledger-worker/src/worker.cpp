@@ -1,6 +1,9 @@
 // ledger-worker consume loop (see worker.hpp).
 #include "worker.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include "txp/common/ids.hpp"
 #include "txp/common/log.hpp"
 #include "txp/common/metrics.hpp"
@@ -85,6 +88,31 @@ void worker::publisher_loop() {
     }
 }
 
+void worker::note_received(const amqp::delivery& d) {
+    if (d.generation != unsettled_generation_) {
+        // A new connection: the old one's unsettled deliveries went back to the queue.
+        unsettled_.clear();
+        unsettled_generation_ = d.generation;
+    }
+    unsettled_.insert(d.delivery_tag);
+}
+
+// One "multiple" ack for a batch, when that acks exactly its deliveries: all from the current
+// connection, and nothing else unsettled (held, or in a later batch) below its highest tag.
+bool worker::ack_all(const std::vector<amqp::delivery>& deliveries) {
+    if (deliveries.empty()) return true;
+    const amqp::delivery* last = &deliveries.front();
+    for (const auto& d : deliveries) {
+        if (d.generation != unsettled_generation_ || !unsettled_.count(d.delivery_tag)) return false;
+        if (d.delivery_tag > last->delivery_tag) last = &d;
+    }
+    auto end = unsettled_.upper_bound(last->delivery_tag);
+    if (static_cast<std::size_t>(std::distance(unsettled_.begin(), end)) != deliveries.size()) return false;
+    unsettled_.erase(unsettled_.begin(), end);
+    consumer_.ack_up_to(*last);
+    return true;
+}
+
 // Acks (or, when a publish was not confirmed, requeues) batches the publisher finished.
 // With wait_all, waits until nothing is in flight; otherwise waits only while two batches
 // are already in flight (a bounded pipeline).
@@ -98,12 +126,18 @@ void worker::settle(bool wait_all) {
     }
     for (auto& job : done) {
         auto t0 = std::chrono::steady_clock::now();
-        for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
-            if (job.ok[i]) {
-                consumer_.ack(job.deliveries[i]);
-                ++processed_;
-            } else {
-                consumer_.nack(job.deliveries[i], true);
+        bool all_ok = std::find(job.ok.begin(), job.ok.end(), false) == job.ok.end();
+        if (all_ok && ack_all(job.deliveries)) {
+            processed_ += job.deliveries.size();
+        } else {
+            for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
+                unsettled_.erase(job.deliveries[i].delivery_tag);
+                if (job.ok[i]) {
+                    consumer_.ack(job.deliveries[i]);
+                    ++processed_;
+                } else {
+                    consumer_.nack(job.deliveries[i], true);
+                }
             }
         }
         if (log::enabled(log::level::debug)) {
@@ -131,7 +165,10 @@ void worker::run(const std::function<bool()>& stop) {
         }
         held_.clear();
         auto now = std::chrono::steady_clock::now();
-        for (auto& d : fresh) batch.push_back({std::move(d), now});
+        for (auto& d : fresh) {
+            note_received(d);
+            batch.push_back({std::move(d), now});
+        }
         settle(false);
         if (batch.empty()) continue;
         handle(std::move(batch));
@@ -140,7 +177,10 @@ void worker::run(const std::function<bool()>& stop) {
     // goes back to the broker.
     consumer_.cancel();
     settle(true);
-    for (auto& h : held_) consumer_.nack(h.d, true);
+    for (auto& h : held_) {
+        unsettled_.erase(h.d.delivery_tag);
+        consumer_.nack(h.d, true);
+    }
     held_.clear();
     log::info("stopped consuming", {{"processed", processed_.load()}});
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace txp::amqp {
@@ -32,12 +33,24 @@ struct binding_decl {
     std::string routing_key;
 };
 
+// A broker policy. AMQP cannot set policies: they reach the broker through the definitions
+// file (docker-compose) or scripts/lib/infra.sh's bootstrap_vhost (native runs), which reads
+// them from that file.
+struct policy_decl {
+    std::string name;
+    std::string pattern;  // a regular expression over queue names
+    std::string apply_to = "queues";
+    std::vector<std::pair<std::string, std::string>> definition;  // string-valued keys
+    int priority = 0;
+};
+
 struct topology {
     std::vector<exchange_decl> exchanges;
     std::vector<queue_decl> queues;
     std::vector<binding_decl> bindings;
+    std::vector<policy_decl> policies;
 
-    // RabbitMQ definitions (vhosts, exchanges, queues, bindings, all in vhost "/"),
+    // RabbitMQ definitions (vhosts, exchanges, queues, bindings, policies, all in vhost "/"),
     // pretty-printed, in declaration order. Exclusive queues belong to one connection and
     // are left out.
     std::string to_definitions_json() const;
