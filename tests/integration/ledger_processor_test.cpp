@@ -346,6 +346,52 @@ TEST_CASE("entries are immutable and other roles cannot write the ledger", "[led
     CHECK(f.balance(a) == 100);
 }
 
+TEST_CASE("entries must refer to an existing transaction and account, which are permanent", "[ledger][security]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    f.fund(a, 100);
+    std::string tx;
+    {
+        auto l = f.ledger_pool().acquire();
+        pqxx::read_transaction r(*l);
+        tx = r.exec_params("SELECT id::text FROM ledger.transactions WHERE wallet_id = $1", a)[0][0].as<std::string>();
+    }
+    auto as_ledger = [&](const std::string& sql) {
+        return sqlstate_of([&] {
+            auto l = f.ledger_pool().acquire();
+            pqxx::work w(*l);
+            w.exec(sql);
+            w.commit();
+        });
+    };
+    auto entry = [&](const std::string& tx_id, const std::string& wallet, const std::string& account) {
+        return "INSERT INTO ledger.entries (transaction_id, wallet_id, system_account, amount, currency) VALUES ('" + tx_id +
+               "', " + wallet + ", " + account + ", 5, 'EUR')";
+    };
+    const std::string w = std::to_string(a);
+    // One bad row in a multi-row insert refuses the whole statement (23503, as a foreign key).
+    CHECK(as_ledger(entry(ids::uuid_v4(), w, "NULL")) == "23503");
+    CHECK(as_ledger(entry(tx, "987654321", "NULL")) == "23503");
+    CHECK(as_ledger(entry(tx, "NULL", "'external:nowhere'")) == "23503");
+    CHECK(as_ledger("INSERT INTO ledger.entries (transaction_id, wallet_id, system_account, amount, currency) VALUES ('" + tx +
+                    "', " + w + ", NULL, 5, 'EUR'), ('" + ids::uuid_v4() + "', NULL, 'external:bank', -5, 'EUR')") == "23503");
+    // The rows entries refer to cannot be deleted, truncated or re-keyed, even by their owner.
+    CHECK(as_ledger("DELETE FROM ledger.transactions WHERE id = '" + tx + "'") == "TX403");
+    CHECK(as_ledger("UPDATE ledger.transactions SET id = gen_random_uuid() WHERE id = '" + tx + "'") == "TX403");
+    CHECK(as_ledger("DELETE FROM ledger.wallets WHERE id = " + w) == "TX403");
+    CHECK(as_ledger("UPDATE ledger.wallets SET id = id + 1000000 WHERE id = " + w) == "TX403");
+    CHECK(as_ledger("DELETE FROM ledger.system_accounts WHERE code = 'external:bank'") == "TX403");
+    CHECK(as_ledger("TRUNCATE ledger.system_accounts") == "TX403");  // no foreign key refers to it any more
+    // A well-formed entry still goes in (rolled back here; the ledger stays balanced).
+    CHECK(sqlstate_of([&] {
+              auto l = f.ledger_pool().acquire();
+              pqxx::work wk(*l);
+              wk.exec(entry(tx, w, "NULL"));
+          }) == "none");
+    CHECK(f.balance(a) == 100);
+    CHECK(f.reconcile().empty());
+}
+
 TEST_CASE("seed-demo creates wallets 101-105 with a balanced opening balance, once", "[ledger][seed]") {
     testing::ledger_fixture f;
     ledger::seed_demo(f.ledger_pool(), 100'000);

@@ -53,6 +53,15 @@ std::vector<std::string> reconcile(db::pool& pool, std::vector<std::string>& not
          [](const pqxx::row& row) {
              return "transaction " + row[0].as<std::string>() + ": its entries sum to " + row[1].as<std::string>();
          });
+    // The insert trigger refuses these; checked again here because it is not a foreign key.
+    each("SELECT e.id, e.transaction_id FROM ledger.entries e WHERE NOT EXISTS (SELECT 1 FROM ledger.transactions t "
+         "WHERE t.id = e.transaction_id) OR (e.wallet_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ledger.wallets w "
+         "WHERE w.id = e.wallet_id)) OR (e.system_account IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+         "ledger.system_accounts s WHERE s.code = e.system_account))",
+         [](const pqxx::row& row) {
+             return "entry " + row[0].as<std::string>() + " (transaction " + row[1].as<std::string>() +
+                    ") refers to a missing transaction, wallet or system account";
+         });
     each("SELECT id, balance, overdraft_limit FROM ledger.wallets WHERE balance < -overdraft_limit AND NOT overdrawn",
          [](const pqxx::row& row) {
              return "wallet " + row[0].as<std::string>() + ": balance " + row[1].as<std::string>() +
