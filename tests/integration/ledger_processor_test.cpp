@@ -35,6 +35,16 @@ std::string sqlstate_of(const std::function<void()>& fn) {
     return "none";
 }
 
+// The SQLSTATE of running `sql` in its own committed DB transaction on a connection of `pool`.
+std::string sqlstate_running(db::pool& pool, const std::string& sql) {
+    return sqlstate_of([&] {
+        auto l = pool.acquire();
+        pqxx::work w(*l);
+        w.exec(sql);
+        w.commit();
+    });
+}
+
 }  // namespace
 
 TEST_CASE("every transaction type posts balanced entries", "[ledger]") {
@@ -310,22 +320,8 @@ TEST_CASE("entries are immutable and other roles cannot write the ledger", "[led
     testing::ledger_fixture f;
     auto a = f.open_wallet(testing::test_owner(1));
     f.fund(a, 100);
-    auto ledger_role = [&](const std::string& sql) {
-        return sqlstate_of([&] {
-            auto l = f.ledger_pool().acquire();
-            pqxx::work w(*l);
-            w.exec(sql);
-            w.commit();
-        });
-    };
-    auto gateway_role = [&](const std::string& sql) {
-        return sqlstate_of([&] {
-            auto l = f.gateway_pool().acquire();
-            pqxx::work w(*l);
-            w.exec(sql);
-            w.commit();
-        });
-    };
+    auto ledger_role = [&](const std::string& sql) { return sqlstate_running(f.ledger_pool(), sql); };
+    auto gateway_role = [&](const std::string& sql) { return sqlstate_running(f.gateway_pool(), sql); };
     // The service role itself has no UPDATE/DELETE (42501); the trigger backs it up.
     CHECK(ledger_role("UPDATE ledger.entries SET amount = amount + 1") == "42501");
     CHECK(ledger_role("DELETE FROM ledger.entries") == "42501");
@@ -356,14 +352,7 @@ TEST_CASE("entries must refer to an existing transaction and account, which are 
         pqxx::read_transaction r(*l);
         tx = r.exec_params("SELECT id::text FROM ledger.transactions WHERE wallet_id = $1", a)[0][0].as<std::string>();
     }
-    auto as_ledger = [&](const std::string& sql) {
-        return sqlstate_of([&] {
-            auto l = f.ledger_pool().acquire();
-            pqxx::work w(*l);
-            w.exec(sql);
-            w.commit();
-        });
-    };
+    auto as_ledger = [&](const std::string& sql) { return sqlstate_running(f.ledger_pool(), sql); };
     auto entry = [&](const std::string& tx_id, const std::string& wallet, const std::string& account) {
         return "INSERT INTO ledger.entries (transaction_id, wallet_id, system_account, amount, currency) VALUES ('" + tx_id +
                "', " + wallet + ", " + account + ", 5, 'EUR')";
