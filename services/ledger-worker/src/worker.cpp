@@ -89,12 +89,19 @@ void worker::publisher_loop() {
 }
 
 void worker::note_received(const amqp::delivery& d) {
-    if (d.generation != unsettled_generation_) {
+    if (d.generation < unsettled_generation_) return;  // from a lost connection: it cannot be acked
+    if (d.generation > unsettled_generation_) {
         // A new connection: the old one's unsettled deliveries went back to the queue.
         unsettled_.clear();
         unsettled_generation_ = d.generation;
     }
     unsettled_.insert(d.delivery_tag);
+}
+
+// Tags restart on a new connection: an older connection's delivery must not remove the tag
+// of a current one (a held message could then be swept up by a later multiple ack).
+void worker::forget(const amqp::delivery& d) {
+    if (d.generation == unsettled_generation_) unsettled_.erase(d.delivery_tag);
 }
 
 // One "multiple" ack for a batch, when that acks exactly its deliveries: all from the current
@@ -131,7 +138,7 @@ void worker::settle(bool wait_all) {
             processed_ += job.deliveries.size();
         } else {
             for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
-                unsettled_.erase(job.deliveries[i].delivery_tag);
+                forget(job.deliveries[i]);
                 if (job.ok[i]) {
                     consumer_.ack(job.deliveries[i]);
                     ++processed_;
@@ -178,7 +185,7 @@ void worker::run(const std::function<bool()>& stop) {
     consumer_.cancel();
     settle(true);
     for (auto& h : held_) {
-        unsettled_.erase(h.d.delivery_tag);
+        forget(h.d);
         consumer_.nack(h.d, true);
     }
     held_.clear();

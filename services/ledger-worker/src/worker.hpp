@@ -61,6 +61,7 @@ private:
     void publisher_loop();
     void settle(bool wait_all);
     void note_received(const amqp::delivery& d);
+    void forget(const amqp::delivery& d);
     bool ack_all(const std::vector<amqp::delivery>& deliveries);
 
     worker_options opts_;
