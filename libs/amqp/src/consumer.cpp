@@ -4,6 +4,9 @@
 #include "txp/common/log.hpp"
 #include "wire.hpp"
 
+#include <iterator>
+#include <set>
+
 namespace txp::amqp {
 
 struct consumer::impl {
@@ -15,6 +18,8 @@ struct consumer::impl {
     detail::backoff retry;
     detail::clock::time_point next_attempt{};
     std::uint64_t generation = 0;
+    // Delivery tags of this connection not acked or nacked yet (see ack_all).
+    std::set<std::uint64_t> unsettled;
     bool cancelled = false;
     bool closed = false;
     std::string consumer_tag;
@@ -49,6 +54,7 @@ struct consumer::impl {
                 consumer_tag = detail::to_string(ok->consumer_tag);
                 conn = std::move(c);
                 ++generation;
+                unsettled.clear();  // the old connection's deliveries went back to the queue
                 retry.reset();
                 log::info("amqp consumer subscribed", {{"endpoint", opts.ep.describe()},
                                                        {"queue", queue},
@@ -119,6 +125,7 @@ struct consumer::impl {
                 d.redelivered = env.redelivered != 0;
                 d.delivery_tag = env.delivery_tag;
                 d.generation = generation;
+                unsettled.insert(d.delivery_tag);
                 amqp_destroy_envelope(&env);
                 return d;
             }
@@ -178,18 +185,41 @@ std::vector<delivery> consumer::next_batch(std::size_t max, std::chrono::millise
 
 bool consumer::ack(const delivery& d) {
     if (!impl_->current(d)) return false;
+    impl_->unsettled.erase(d.delivery_tag);
     auto& c = *impl_->conn;
     return impl_->settle("basic.ack", amqp_basic_ack(c.state(), c.channel(), d.delivery_tag, 0));
 }
 
 bool consumer::ack_up_to(const delivery& last) {
     if (!impl_->current(last)) return false;
+    auto& u = impl_->unsettled;
+    u.erase(u.begin(), u.upper_bound(last.delivery_tag));
     auto& c = *impl_->conn;
     return impl_->settle("basic.ack", amqp_basic_ack(c.state(), c.channel(), last.delivery_tag, 1));
 }
 
+bool consumer::ack_all(const std::vector<delivery>& ds) {
+    if (ds.empty()) return true;
+    auto& m = *impl_;
+    const delivery* last = &ds.front();
+    bool whole = true;
+    for (const auto& d : ds) {
+        whole = whole && m.current(d) && m.unsettled.count(d.delivery_tag);
+        if (d.delivery_tag > last->delivery_tag) last = &d;
+    }
+    // One "multiple" ack when these are exactly the unsettled deliveries up to the highest.
+    if (whole && static_cast<std::size_t>(std::distance(m.unsettled.begin(), m.unsettled.upper_bound(last->delivery_tag))) ==
+                     ds.size()) {
+        return ack_up_to(*last);
+    }
+    bool ok = true;
+    for (const auto& d : ds) ok = ack(d) && ok;
+    return ok;
+}
+
 bool consumer::nack(const delivery& d, bool requeue) {
     if (!impl_->current(d)) return false;
+    impl_->unsettled.erase(d.delivery_tag);
     auto& c = *impl_->conn;
     return impl_->settle("basic.nack",
                          amqp_basic_nack(c.state(), c.channel(), d.delivery_tag, 0, requeue ? 1 : 0));

@@ -191,19 +191,12 @@ void with_transaction(pool& p, const std::function<void(pqxx::work&)>& fn, const
     auto backoff = r.first_backoff;
     for (int attempt = 1;; ++attempt) {
         try {
-            auto l = p.acquire();
-            try {
-                pqxx::work w(*l);
+            p.acquire().use([&](pqxx::connection& c) {
+                pqxx::work w(c);
                 fn(w);
                 w.commit();
-                return;
-            } catch (const pqxx::broken_connection&) {
-                l.discard();
-                throw;
-            } catch (const pqxx::in_doubt_error&) {
-                l.discard();
-                throw;
-            }
+            });
+            return;
         } catch (const std::exception& e) {
             auto kind = classify(e);
             if (kind == failure_kind::permanent) {

@@ -140,18 +140,10 @@ void acceptance_batcher::execute(std::vector<item>& group) {
     auto t0 = std::chrono::steady_clock::now();
     for (int attempt = 1;; ++attempt) {
         try {
-            auto lease = pool_.acquire();
-            try {
-                run_group(*lease, group, results, raced);
-            } catch (const pqxx::broken_connection&) {
-                lease.discard();
-                throw;
-            } catch (const pqxx::in_doubt_error&) {
-                // Committed or not: running the group again is safe, the idempotency keys
-                // make a committed request answer with its transaction (not a second one).
-                lease.discard();
-                throw;
-            }
+            // A commit in doubt is retried like any transient failure: committed or not, running
+            // the group again is safe, the idempotency keys make a committed request answer
+            // with its transaction (not a second one).
+            pool_.acquire().use([&](pqxx::connection& c) { run_group(c, group, results, raced); });
             bm().groups.inc();
             bm().requests.inc(group.size());
             bm().duration.observe_us(static_cast<std::uint64_t>(

@@ -102,19 +102,12 @@ auto retry_transient(F&& attempt) {
 template <typename F>
 auto in_transaction(db::pool& pool, F&& fn) {
     return retry_transient([&] {
-        auto lease = pool.acquire();
-        try {
-            pqxx::work w(*lease);
+        return pool.acquire().use([&](pqxx::connection& c) {
+            pqxx::work w(c);
             auto result = fn(w);
             w.commit();
             return result;
-        } catch (const pqxx::broken_connection&) {
-            lease.discard();
-            throw;
-        } catch (const pqxx::in_doubt_error&) {
-            lease.discard();
-            throw;
-        }
+        });
     });
 }
 
@@ -123,14 +116,10 @@ auto in_transaction(db::pool& pool, F&& fn) {
 template <typename F>
 auto single_read(db::pool& pool, F&& fn) {
     return retry_transient([&] {
-        auto lease = pool.acquire();
-        try {
-            pqxx::nontransaction n(*lease);
+        return pool.acquire().use([&](pqxx::connection& c) {
+            pqxx::nontransaction n(c);
             return fn(n);
-        } catch (const pqxx::broken_connection&) {
-            lease.discard();
-            throw;
-        }
+        });
     });
 }
 

@@ -91,15 +91,11 @@ void wallet_reader::answer(std::vector<item>& batch) {
     std::exception_ptr error;
     for (int attempt = 1;; ++attempt) {
         try {
-            auto lease = pool_.acquire();
-            try {
-                pqxx::nontransaction n(*lease);
-                rows = n.exec_prepared(wallets_statement, db::array_literal(ids));
-                break;
-            } catch (const pqxx::broken_connection&) {
-                lease.discard();
-                throw;
-            }
+            rows = pool_.acquire().use([&](pqxx::connection& c) {
+                pqxx::nontransaction n(c);
+                return n.exec_prepared(wallets_statement, db::array_literal(ids));
+            });
+            break;
         } catch (const std::exception& e) {
             auto kind = db::classify(e);
             if (kind == db::failure_kind::permanent || attempt >= 3) {

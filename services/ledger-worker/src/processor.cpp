@@ -37,11 +37,7 @@ struct tx_row {
     std::string finished_at;
 };
 
-template <typename T>
-std::optional<T> opt(const pqxx::field& f) {
-    if (f.is_null()) return std::nullopt;
-    return f.as<T>();
-}
+using db::opt;
 
 // The columns parse_tx_row reads, from ledger.transactions aliased t.
 constexpr const char* tx_cols =

@@ -2,7 +2,6 @@
 #include "worker.hpp"
 
 #include <algorithm>
-#include <iterator>
 
 #include "txp/common/ids.hpp"
 #include "txp/common/log.hpp"
@@ -88,38 +87,6 @@ void worker::publisher_loop() {
     }
 }
 
-void worker::note_received(const amqp::delivery& d) {
-    if (d.generation < unsettled_generation_) return;  // from a lost connection: it cannot be acked
-    if (d.generation > unsettled_generation_) {
-        // A new connection: the old one's unsettled deliveries went back to the queue.
-        unsettled_.clear();
-        unsettled_generation_ = d.generation;
-    }
-    unsettled_.insert(d.delivery_tag);
-}
-
-// Tags restart on a new connection: an older connection's delivery must not remove the tag
-// of a current one (a held message could then be swept up by a later multiple ack).
-void worker::forget(const amqp::delivery& d) {
-    if (d.generation == unsettled_generation_) unsettled_.erase(d.delivery_tag);
-}
-
-// One "multiple" ack for a batch, when that acks exactly its deliveries: all from the current
-// connection, and nothing else unsettled (held, or in a later batch) below its highest tag.
-bool worker::ack_all(const std::vector<amqp::delivery>& deliveries) {
-    if (deliveries.empty()) return true;
-    const amqp::delivery* last = &deliveries.front();
-    for (const auto& d : deliveries) {
-        if (d.generation != unsettled_generation_ || !unsettled_.count(d.delivery_tag)) return false;
-        if (d.delivery_tag > last->delivery_tag) last = &d;
-    }
-    auto end = unsettled_.upper_bound(last->delivery_tag);
-    if (static_cast<std::size_t>(std::distance(unsettled_.begin(), end)) != deliveries.size()) return false;
-    unsettled_.erase(unsettled_.begin(), end);
-    consumer_.ack_up_to(*last);
-    return true;
-}
-
 // Acks (or, when a publish was not confirmed, requeues) batches the publisher finished.
 // With wait_all, waits until nothing is in flight; otherwise waits only while two batches
 // are already in flight (a bounded pipeline).
@@ -134,11 +101,11 @@ void worker::settle(bool wait_all) {
     for (auto& job : done) {
         auto t0 = std::chrono::steady_clock::now();
         bool all_ok = std::find(job.ok.begin(), job.ok.end(), false) == job.ok.end();
-        if (all_ok && ack_all(job.deliveries)) {
+        if (all_ok) {
+            consumer_.ack_all(job.deliveries);  // one "multiple" ack where it can
             processed_ += job.deliveries.size();
         } else {
             for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
-                forget(job.deliveries[i]);
                 if (job.ok[i]) {
                     consumer_.ack(job.deliveries[i]);
                     ++processed_;
@@ -172,10 +139,7 @@ void worker::run(const std::function<bool()>& stop) {
         }
         held_.clear();
         auto now = std::chrono::steady_clock::now();
-        for (auto& d : fresh) {
-            note_received(d);
-            batch.push_back({std::move(d), now});
-        }
+        for (auto& d : fresh) batch.push_back({std::move(d), now});
         settle(false);
         if (batch.empty()) continue;
         handle(std::move(batch));
@@ -184,10 +148,7 @@ void worker::run(const std::function<bool()>& stop) {
     // goes back to the broker.
     consumer_.cancel();
     settle(true);
-    for (auto& h : held_) {
-        forget(h.d);
-        consumer_.nack(h.d, true);
-    }
+    for (auto& h : held_) consumer_.nack(h.d, true);
     held_.clear();
     log::info("stopped consuming", {{"processed", processed_.load()}});
 }

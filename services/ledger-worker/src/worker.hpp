@@ -13,7 +13,6 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <set>
 #include <thread>
 
 namespace txp::ledger {
@@ -60,9 +59,6 @@ private:
     void handle(std::vector<held_delivery> batch);
     void publisher_loop();
     void settle(bool wait_all);
-    void note_received(const amqp::delivery& d);
-    void forget(const amqp::delivery& d);
-    bool ack_all(const std::vector<amqp::delivery>& deliveries);
 
     worker_options opts_;
     std::string replica_;
@@ -70,11 +66,6 @@ private:
     amqp::consumer consumer_;
     amqp::publisher publisher_;
     std::vector<held_delivery> held_;
-    // Delivery tags received on the current consumer connection and not yet acked or nacked:
-    // a settled batch that holds every one of them up to its highest tag is acked with one
-    // "multiple" ack instead of one ack per message.
-    std::set<std::uint64_t> unsettled_;
-    std::uint64_t unsettled_generation_ = 0;
     std::atomic<std::uint64_t> processed_{0};
 
     std::mutex mu_;

@@ -2,6 +2,7 @@
 #include "feed.hpp"
 
 #include "txp/common/json.hpp"
+#include "txp/db/db.hpp"
 
 #include <algorithm>
 
@@ -9,11 +10,7 @@ namespace txp::notifier {
 
 namespace {
 
-template <typename T>
-std::optional<T> opt(const pqxx::field& f) {
-    if (f.is_null()) return std::nullopt;
-    return f.as<T>();
-}
+using db::opt;
 
 constexpr const char* iso = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
 

@@ -60,14 +60,6 @@ void transaction(db::pool& pool, F&& fn) {
     }
 }
 
-std::optional<std::string> opt_text(const pqxx::field& f) {
-    if (f.is_null()) return std::nullopt;
-    return f.as<std::string>();
-}
-std::optional<std::int64_t> opt_int(const pqxx::field& f) {
-    if (f.is_null()) return std::nullopt;
-    return f.as<std::int64_t>();
-}
 
 const char* account_columns =
     "a.account_id, a.item_id, a.name, a.official_name, a.mask, a.type, a.subtype, a.available, a.current, a.credit_limit, "
@@ -78,16 +70,16 @@ account_view account_of(const pqxx::row& r) {
     a.account_id = r[0].as<std::string>();
     a.item_id = r[1].as<std::string>();
     a.name = r[2].as<std::string>();
-    a.official_name = opt_text(r[3]);
-    a.mask = opt_text(r[4]);
+    a.official_name = db::opt<std::string>(r[3]);
+    a.mask = db::opt<std::string>(r[4]);
     a.type = r[5].as<std::string>();
-    a.subtype = opt_text(r[6]);
-    a.available = opt_int(r[7]);
-    a.current = opt_int(r[8]);
-    a.limit = opt_int(r[9]);
-    a.currency = opt_text(r[10]);
-    a.wallet_id = opt_int(r[11]);
-    a.balances_updated_at = opt_text(r[12]);
+    a.subtype = db::opt<std::string>(r[6]);
+    a.available = db::opt<std::int64_t>(r[7]);
+    a.current = db::opt<std::int64_t>(r[8]);
+    a.limit = db::opt<std::int64_t>(r[9]);
+    a.currency = db::opt<std::string>(r[10]);
+    a.wallet_id = db::opt<std::int64_t>(r[11]);
+    a.balances_updated_at = db::opt<std::string>(r[12]);
     return a;
 }
 
@@ -238,12 +230,12 @@ std::vector<item_view> list_items(db::pool& pool, std::int64_t owner_id) {
         for (const auto& row : r) {
             item_view i;
             i.item_id = row[0].as<std::string>();
-            i.institution_id = opt_text(row[1]);
-            i.institution_name = opt_text(row[2]);
+            i.institution_id = db::opt<std::string>(row[1]);
+            i.institution_name = db::opt<std::string>(row[2]);
             i.status = row[3].as<std::string>();
-            i.error_code = opt_text(row[4]);
-            i.last_sync_at = opt_text(row[5]);
-            i.last_sync_status = opt_text(row[6]);
+            i.error_code = db::opt<std::string>(row[4]);
+            i.last_sync_at = db::opt<std::string>(row[5]);
+            i.last_sync_status = db::opt<std::string>(row[6]);
             i.created_at = row[7].as<std::string>();
             out.push_back(std::move(i));
         }
@@ -283,18 +275,18 @@ transactions_page list_transactions(db::pool& pool, std::int64_t owner_id, const
             t.transaction_id = row[0].as<std::string>();
             t.account_id = row[1].as<std::string>();
             t.item_id = row[2].as<std::string>();
-            t.amount = opt_int(row[3]);
+            t.amount = db::opt<std::int64_t>(row[3]);
             t.amount_text = row[4].as<std::string>();
-            t.currency = opt_text(row[5]);
+            t.currency = db::opt<std::string>(row[5]);
             t.date = row[6].as<std::string>();
-            t.authorized_date = opt_text(row[7]);
+            t.authorized_date = db::opt<std::string>(row[7]);
             t.name = row[8].as<std::string>();
-            t.merchant_name = opt_text(row[9]);
-            t.category_primary = opt_text(row[10]);
-            t.category_detailed = opt_text(row[11]);
-            t.pending_transaction_id = opt_text(row[12]);
+            t.merchant_name = db::opt<std::string>(row[9]);
+            t.category_primary = db::opt<std::string>(row[10]);
+            t.category_detailed = db::opt<std::string>(row[11]);
+            t.pending_transaction_id = db::opt<std::string>(row[12]);
             t.pending = row[13].as<bool>();
-            t.ledger_transaction_id = opt_text(row[14]);
+            t.ledger_transaction_id = db::opt<std::string>(row[14]);
             page.transactions.push_back(std::move(t));
         }
         page.next = r.size() > static_cast<std::size_t>(f.limit) ? std::optional<std::string>(page.transactions.back().transaction_id)

@@ -36,6 +36,10 @@ public:
     // or the connection is down.
     bool ack(const delivery& d);
     bool ack_up_to(const delivery& last);  // every unacked delivery up to `last`
+    // Acks exactly these deliveries: with one "multiple" ack when nothing else received on this
+    // connection (held back by the caller, say) is unsettled below the highest of them,
+    // otherwise one by one. False if any could not be acked.
+    bool ack_all(const std::vector<delivery>& deliveries);
     bool nack(const delivery& d, bool requeue);
 
     // No new deliveries after this; those already received can still be taken and acked.

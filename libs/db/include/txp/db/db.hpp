@@ -40,6 +40,13 @@ private:
 // it maps to its own exception classes, so those are recovered from the class.
 std::string sqlstate_of(const std::exception& e);
 
+// A nullable column as an optional.
+template <typename T>
+std::optional<T> opt(const pqxx::field& f) {
+    if (f.is_null()) return std::nullopt;
+    return f.as<T>();
+}
+
 class pool;
 
 // A connection borrowed from the pool; returned on destruction (dropped if broken).
@@ -53,6 +60,20 @@ public:
     pqxx::connection* operator->() { return conn_.get(); }
     // Marks the connection unusable (it is closed instead of returned).
     void discard() { discard_ = true; }
+    // Runs fn(connection). A lost connection or a commit in doubt marks the connection
+    // unusable before the exception goes on, so it is never handed out again.
+    template <typename F>
+    decltype(auto) use(F&& fn) {
+        try {
+            return fn(*conn_);
+        } catch (const pqxx::broken_connection&) {
+            discard_ = true;
+            throw;
+        } catch (const pqxx::in_doubt_error&) {
+            discard_ = true;
+            throw;
+        }
+    }
 
 private:
     pool* pool_;
