@@ -57,6 +57,25 @@ std::int64_t outbox_rows_for(gateway_fixture& f, const std::string& tx_id) {
         .as<std::int64_t>();
 }
 
+// The wallet's acceptance sequence numbers are 1..n without a gap or a double, and its counter
+// is at n + 1 (a skipped number would hold the wallet's later transactions for ever).
+void check_sequences_gap_free(gateway_fixture& f, std::int64_t wallet) {
+    auto l = f.ledger().ledger_pool().acquire();
+    pqxx::read_transaction r(*l);
+    auto row = r.exec_params(
+        "SELECT count(*), count(DISTINCT s), coalesce(min(s), 1), coalesce(max(s), 0), "
+        "       (SELECT next_seq FROM ledger.wallet_sequences WHERE wallet_id = $1) "
+        "FROM (SELECT sequence AS s FROM ledger.transactions WHERE wallet_id = $1 "
+        "      UNION ALL SELECT to_sequence FROM ledger.transactions WHERE to_wallet_id = $1) x",
+        wallet)[0];
+    INFO("wallet " << wallet);
+    auto n = row[0].as<std::int64_t>();
+    CHECK(row[1].as<std::int64_t>() == n);
+    CHECK(row[2].as<std::int64_t>() == 1);
+    CHECK(row[3].as<std::int64_t>() == n);
+    CHECK(row[4].as<std::int64_t>() == n + 1);
+}
+
 // Runs the requests from `threads` client threads at once (each its own connections).
 template <typename Request>
 void run_concurrently(std::size_t n, int threads, Request&& request) {
@@ -91,6 +110,7 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
     REQUIRE(f.ledger().wait_final(earlier_ids, std::chrono::seconds(60)) == 0);
     auto groups_before = metric(f, g.base, "txp_gateway_accept_groups_total");
     auto grouped_before = metric(f, g.base, "txp_gateway_accept_group_requests_total");
+    auto per_request_before = metric(f, g.base, "txp_gateway_accept_per_request_total");
 
     // 200 requests: 100 good deposits (unique keys), 40 conflicting replays, 20 to a wallet
     // that does not exist, 20 to another user's wallet, 20 transfers to the same wallet.
@@ -149,6 +169,9 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
     auto grouped = metric(f, g.base, "txp_gateway_accept_group_requests_total") - grouped_before;
     CHECK(grouped == static_cast<std::int64_t>(n));
     CHECK(groups < grouped);
+    // The good requests were accepted by the set-based fast path; exactly the others went
+    // through the per-request path that answers them.
+    CHECK(metric(f, g.base, "txp_gateway_accept_per_request_total") - per_request_before == static_cast<std::int64_t>(n / 2));
 
     // Every 202 is a committed transaction with exactly one outbox message; the ledger
     // applies each exactly once.
@@ -165,12 +188,17 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
     CHECK(json_int(wa.body, "balance") == conflicts * 1 + static_cast<std::int64_t>(n / 2) * 10);
     auto wb = f.call("GET", "/v1/wallets/" + std::to_string(b.wallet_id), "", b.token, {}, g.base);
     CHECK(json_int(wb.body, "balance") == 0);
+    check_sequences_gap_free(f, a.wallet_id);
+    check_sequences_gap_free(f, b.wallet_id);
     CHECK(g.proc->terminate() == 0);
 }
 
-TEST_CASE("grouped acceptance: duplicates of one new key inside a group are one transaction", "[gateway][batch]") {
+TEST_CASE("grouped acceptance: duplicates of one new key, in a group or in concurrent groups, are one transaction",
+          "[gateway][batch]") {
     auto& f = gateway_fixture::shared();
-    auto g = testing::start_gateway("batch-dupes", {{"TXP_ACCEPT_COMMITTERS", "1"}});
+    auto committers = GENERATE(as<std::string>{}, "1", "4");
+    INFO(committers << " committers");
+    auto g = testing::start_gateway("batch-dupes", {{"TXP_ACCEPT_COMMITTERS", committers}});
     auto u = f.new_user("batch_dupes", g.base);
     const std::string run = testing::unique_suffix();
     const std::size_t n = 120;  // 40 keys, three requests each, all at once
@@ -195,6 +223,67 @@ TEST_CASE("grouped acceptance: duplicates of one new key inside a group are one 
         CHECK(transactions_with_key(f, u.id, "dupe-" + run + "-" + k) == 1);
         CHECK(outbox_rows_for(f, *ids.begin()) == 1);
     }
+    check_sequences_gap_free(f, u.wallet_id);
+    CHECK(g.proc->terminate() == 0);
+}
+
+TEST_CASE("grouped acceptance: a key a concurrent group took first is answered as a replay, and no sequence number is skipped",
+          "[gateway][batch]") {
+    auto& f = gateway_fixture::shared();
+    f.base();  // the shared worker applies what is accepted
+    auto g = testing::start_gateway("batch-race", {{"TXP_ACCEPT_COMMITTERS", "2"}});
+    auto u = f.new_user("batch_race", g.base);
+    const std::string run = testing::unique_suffix();
+    auto waiting_groups = [&] {
+        auto l = f.ledger().gateway_pool().acquire();
+        pqxx::read_transaction r(*l);
+        return r.exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'api-gateway-accept' "
+                      "AND wait_event_type = 'Lock' AND query LIKE '%accept_fast%'")[0][0]
+            .as<int>();
+    };
+    auto wait_for_groups = [&](int n) {
+        for (int i = 0; i < 200 && waiting_groups() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return waiting_groups();
+    };
+    auto per_request_before = metric(f, g.base, "txp_gateway_accept_per_request_total");
+
+    // Hold the wallet's sequence counter, so that both committers' groups, each with the same
+    // new key, pass the check for an earlier use of the key and then wait for the counter.
+    auto holder = f.ledger().ledger_pool().acquire();
+    pqxx::work hold(*holder);
+    hold.exec_params("SELECT 1 FROM ledger.wallet_sequences WHERE wallet_id = $1 FOR UPDATE", u.wallet_id);
+    const std::string k = "race-" + run;
+    http::client_response first, second;
+    std::thread t1([&] { first = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 4), u.token, key(k), g.base); });
+    auto first_waiting = wait_for_groups(1);
+    std::thread t2([&] { second = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 4), u.token, key(k), g.base); });
+    auto both_waiting = wait_for_groups(2);
+    hold.commit();
+    t1.join();
+    t2.join();
+    REQUIRE(first_waiting == 1);
+    REQUIRE(both_waiting == 2);
+
+    // One group recorded the key; the other found it taken at its INSERT, kept nothing, and
+    // answered through the per-request path: the same transaction, as a replay.
+    INFO(first.status << " " << first.body << " / " << second.status << " " << second.body);
+    REQUIRE(first.status == 202);
+    REQUIRE(second.status == 202);
+    auto id = json_string(first.body, "transaction_id");
+    CHECK(json_string(second.body, "transaction_id") == id);
+    CHECK(first.header_value("Idempotent-Replayed").has_value() != second.header_value("Idempotent-Replayed").has_value());
+    CHECK(metric(f, g.base, "txp_gateway_accept_per_request_total") - per_request_before == 1);
+    CHECK(transactions_with_key(f, u.id, k) == 1);
+    CHECK(outbox_rows_for(f, id) == 1);
+
+    // The wallet's next transaction gets the next number: both are applied, in order.
+    auto next = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 5), u.token, key(k + "-next"), g.base);
+    REQUIRE(next.status == 202);
+    REQUIRE(f.ledger().wait_final({id, json_string(next.body, "transaction_id")}, std::chrono::seconds(60)) == 0);
+    CHECK(f.ledger().status(json_string(next.body, "transaction_id")) == "completed");
+    check_sequences_gap_free(f, u.wallet_id);
+    auto w = f.call("GET", "/v1/wallets/" + std::to_string(u.wallet_id), "", u.token, {}, g.base);
+    CHECK(json_int(w.body, "balance") == 9);
     CHECK(g.proc->terminate() == 0);
 }
 

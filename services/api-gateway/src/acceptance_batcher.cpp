@@ -1,6 +1,8 @@
-// See acceptance_batcher.hpp. A group is: BEGIN; gateway.accept_batch(arrays) (again without
-// a request that failed); one multi-row INSERT of the outbox rows of the requests that
-// created a transaction; COMMIT. Four round trips and one fsync for up to max_batch requests.
+// See acceptance_batcher.hpp. A group is: BEGIN; gateway.accept_fast(arrays), which accepts
+// the plainly new and valid requests set-based; gateway.accept_batch(arrays) for the others
+// (replays, conflicts, errors; again without a request that failed); one multi-row INSERT of
+// the outbox rows of the requests that created a transaction; COMMIT. Usually four round
+// trips and one fsync for up to max_batch requests.
 #include "acceptance_batcher.hpp"
 
 #include "ledger.hpp"
@@ -16,6 +18,7 @@ namespace txp::gateway {
 
 namespace {
 
+constexpr const char* fast_statement = "txp_gateway_accept_fast";
 constexpr const char* accept_statement = "txp_gateway_accept_batch";
 constexpr const char* outbox_statement = "txp_gateway_outbox_insert";
 // A request that keeps losing the race for its key (it cannot, more than once) is refused.
@@ -35,6 +38,9 @@ struct batcher_metrics {
         "txp_gateway_accept_group_splits_total", "Acceptance groups whose commit failed and whose requests were run one by one");
     metrics::counter& failed = metrics::global().get_counter(
         "txp_gateway_accept_group_failures_total", "Acceptance groups that failed; every request in them got an error");
+    metrics::counter& per_request = metrics::global().get_counter(
+        "txp_gateway_accept_per_request_total",
+        "Requests the set-based fast path left to the per-request path (replays, conflicts, errors, races for a key)");
     metrics::histogram& duration = metrics::global().get_histogram(
         "txp_gateway_accept_group_seconds", "Time to run and commit one acceptance group");
 };
@@ -47,6 +53,10 @@ batcher_metrics& bm() {
 }  // namespace
 
 void prepare_acceptance_statements(pqxx::connection& c) {
+    c.prepare(fast_statement,
+              "SELECT idx, error_state, error_message, transaction_id::text, status, sequence, to_sequence, created, reason, "
+              "wallet_id, to_wallet_id, currency, created_at FROM gateway.accept_fast($1::bigint[], $2::text[], $3::text[], "
+              "$4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])");
     c.prepare(accept_statement,
               "SELECT idx, error_state, error_message, transaction_id::text, status, sequence, to_sequence, created, reason, "
               "wallet_id, to_wallet_id, currency, created_at FROM gateway.accept_batch($1::bigint[], $2::text[], $3::text[], "
@@ -211,100 +221,142 @@ void acceptance_batcher::execute(std::vector<item>& group) {
     }
 }
 
+namespace {
+
+// The requests at `which` as the columns gateway.accept_fast and gateway.accept_batch take.
+struct request_columns {
+    std::string users, scopes, keys, types, wallets, to_wallets, to_users, amounts, currencies, descriptions, metadata;
+
+    template <typename Group>  // of acceptance_batcher's items, each with its acceptance in .req
+    request_columns(const Group& group, const std::vector<std::size_t>& which) {
+        std::vector<std::int64_t> user, amount;
+        std::vector<std::string> scope, key, type;
+        std::vector<std::optional<std::int64_t>> wallet, to_wallet, to_user;
+        std::vector<std::optional<std::string>> currency, description, meta;
+        for (auto i : which) {
+            const auto& a = group[i].req;
+            user.push_back(a.user_id);
+            scope.push_back(a.scope);
+            key.push_back(a.key);
+            type.push_back(a.type);
+            wallet.push_back(a.wallet_id);
+            to_wallet.push_back(a.to_wallet_id);
+            to_user.push_back(a.to_user_id);
+            amount.push_back(a.amount);
+            currency.push_back(a.currency);
+            description.push_back(a.description);
+            meta.push_back(a.metadata);
+        }
+        users = db::array_literal(user);
+        scopes = db::array_literal(scope);
+        keys = db::array_literal(key);
+        types = db::array_literal(type);
+        wallets = db::array_literal(wallet);
+        to_wallets = db::array_literal(to_wallet);
+        to_users = db::array_literal(to_user);
+        amounts = db::array_literal(amount);
+        currencies = db::array_literal(currency);
+        descriptions = db::array_literal(description);
+        metadata = db::array_literal(meta);
+    }
+};
+
+// Row k of an accept_fast/accept_batch answer names request which[k - 1] (idx is 1-based).
+std::size_t request_of(const pqxx::row& row, const std::vector<std::size_t>& which) {
+    auto k = row[0].as<int>();
+    if (k < 1 || static_cast<std::size_t>(k) > which.size()) throw std::logic_error("gateway acceptance named a request out of range");
+    return which[static_cast<std::size_t>(k - 1)];
+}
+
+}  // namespace
+
 void acceptance_batcher::run_group(pqxx::connection& conn, std::vector<item>& group, std::vector<acceptance_result>& results,
                                    std::vector<bool>& raced) {
     std::fill(raced.begin(), raced.end(), false);
     for (auto& r : results) r = {};
-    // The requests not answered yet, by position in `group`.
-    std::vector<std::size_t> pending(group.size());
-    std::iota(pending.begin(), pending.end(), std::size_t{0});
     auto fail_request = [&](std::size_t i, const std::string& state, const std::string& message) {
         if (state == "23505") raced[i] = true;
         else results[i].error = std::make_exception_ptr(db::db_error(db::failure_kind::permanent, message, state));
     };
+    // The outbox rows of the transactions this group creates.
+    std::vector<std::string> message_ids, bodies, correlation_ids;
+    auto answer = [&](std::size_t i, const pqxx::row& row) {
+        if (!row[1].is_null()) {
+            fail_request(i, row[1].as<std::string>(), row[2].as<std::string>());
+            return;
+        }
+        const auto& a = group[i].req;
+        acceptance_outcome o;
+        o.transaction_id = row[3].as<std::string>();
+        o.status = row[4].as<std::string>();
+        o.created = row[7].as<bool>();
+        if (!row[8].is_null()) o.reason = row[8].as<std::string>();
+        o.wallet_id = row[9].as<std::int64_t>();
+        if (!row[10].is_null()) o.to_wallet_id = row[10].as<std::int64_t>();
+        o.currency = row[11].as<std::string>();
+        o.created_at = row[12].as<std::string>();
+        if (o.created) {
+            ledger::tx_message msg;
+            msg.transaction_id = o.transaction_id;
+            msg.type = a.type;
+            msg.wallet_id = o.wallet_id;
+            msg.to_wallet_id = o.to_wallet_id;
+            msg.amount = a.amount;
+            msg.currency = o.currency;
+            msg.sequence = row[5].as<std::int64_t>();
+            if (!row[6].is_null()) msg.to_sequence = row[6].as<std::int64_t>();
+            msg.reference = a.key;
+            msg.origin = "api";
+            msg.accepted_at = o.created_at;
+            message_ids.push_back(ids::uuid_v4());
+            bodies.push_back(msg.to_json());
+            correlation_ids.push_back(a.request_id);
+        }
+        results[i].outcome = std::move(o);
+    };
 
     pqxx::work w(conn);
+    // The requests not answered yet, by position in `group`.
+    std::vector<std::size_t> pending(group.size());
+    std::iota(pending.begin(), pending.end(), std::size_t{0});
+
+    // Fast path: the plainly new and valid requests, set-based, in one statement.
+    {
+        request_columns c(group, pending);
+        auto rows = w.exec_prepared(fast_statement, c.users, c.scopes, c.keys, c.types, c.wallets, c.to_wallets, c.to_users,
+                                    c.amounts, c.currencies, c.descriptions, c.metadata);
+        std::vector<bool> answered(group.size(), false);
+        for (const auto& row : rows) {
+            auto i = request_of(row, pending);
+            answer(i, row);
+            answered[i] = true;
+        }
+        std::erase_if(pending, [&](std::size_t i) { return answered[i]; });
+    }
+
+    // The rest one by one (replays, conflicts, errors), each failure isolated from the others.
+    if (!pending.empty()) bm().per_request.inc(pending.size());
     int failures = 0;
-    pqxx::result rows;
     while (!pending.empty()) {
         // After a few failures the rest runs with a savepoint per request (see the migration).
         bool isolate = failures >= fast_path_failures;
-        std::vector<std::int64_t> users, amounts;
-        std::vector<std::string> scopes, keys, types;
-        std::vector<std::optional<std::int64_t>> wallets, to_wallets, to_users;
-        std::vector<std::optional<std::string>> currencies, descriptions, metadata;
-        for (auto i : pending) {
-            const auto& a = group[i].req;
-            users.push_back(a.user_id);
-            scopes.push_back(a.scope);
-            keys.push_back(a.key);
-            types.push_back(a.type);
-            wallets.push_back(a.wallet_id);
-            to_wallets.push_back(a.to_wallet_id);
-            to_users.push_back(a.to_user_id);
-            amounts.push_back(a.amount);
-            currencies.push_back(a.currency);
-            descriptions.push_back(a.description);
-            metadata.push_back(a.metadata);
-        }
-        rows = w.exec_prepared(accept_statement, db::array_literal(users), db::array_literal(scopes), db::array_literal(keys),
-                               db::array_literal(types), db::array_literal(wallets), db::array_literal(to_wallets),
-                               db::array_literal(to_users), db::array_literal(amounts), db::array_literal(currencies),
-                               db::array_literal(descriptions), db::array_literal(metadata), isolate);
+        request_columns c(group, pending);
+        auto rows = w.exec_prepared(accept_statement, c.users, c.scopes, c.keys, c.types, c.wallets, c.to_wallets, c.to_users,
+                                    c.amounts, c.currencies, c.descriptions, c.metadata, isolate);
         if (!isolate && !rows.empty() && !rows[rows.size() - 1][1].is_null()) {
             // One request failed and the call kept nothing: answer it, run the others again.
             const auto& last = rows[rows.size() - 1];
-            auto k = static_cast<std::size_t>(last[0].as<int>() - 1);
-            if (k >= pending.size()) throw std::logic_error("gateway.accept_batch named a request out of range");
-            fail_request(pending[k], last[1].as<std::string>(), last[2].as<std::string>());
-            pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+            auto i = request_of(last, pending);
+            fail_request(i, last[1].as<std::string>(), last[2].as<std::string>());
+            std::erase(pending, i);
             ++failures;
             continue;
         }
         if (rows.size() != pending.size()) throw std::logic_error("gateway.accept_batch did not answer every request");
+        for (const auto& row : rows) answer(request_of(row, pending), row);
         break;
     }
 
-    std::vector<std::string> message_ids, bodies, correlation_ids;
-    if (!pending.empty()) {
-        for (const auto& row : rows) {
-            auto k = static_cast<std::size_t>(row[0].as<int>() - 1);
-            if (k >= pending.size()) throw std::logic_error("gateway.accept_batch returned an index out of range");
-            auto i = pending[k];
-            if (!row[1].is_null()) {
-                fail_request(i, row[1].as<std::string>(), row[2].as<std::string>());
-                continue;
-            }
-            const auto& a = group[i].req;
-            acceptance_outcome o;
-            o.transaction_id = row[3].as<std::string>();
-            o.status = row[4].as<std::string>();
-            o.created = row[7].as<bool>();
-            if (!row[8].is_null()) o.reason = row[8].as<std::string>();
-            o.wallet_id = row[9].as<std::int64_t>();
-            if (!row[10].is_null()) o.to_wallet_id = row[10].as<std::int64_t>();
-            o.currency = row[11].as<std::string>();
-            o.created_at = row[12].as<std::string>();
-            if (o.created) {
-                ledger::tx_message msg;
-                msg.transaction_id = o.transaction_id;
-                msg.type = a.type;
-                msg.wallet_id = o.wallet_id;
-                msg.to_wallet_id = o.to_wallet_id;
-                msg.amount = a.amount;
-                msg.currency = o.currency;
-                msg.sequence = row[5].as<std::int64_t>();
-                if (!row[6].is_null()) msg.to_sequence = row[6].as<std::int64_t>();
-                msg.reference = a.key;
-                msg.origin = "api";
-                msg.accepted_at = o.created_at;
-                message_ids.push_back(ids::uuid_v4());
-                bodies.push_back(msg.to_json());
-                correlation_ids.push_back(a.request_id);
-            }
-            results[i].outcome = std::move(o);
-        }
-    }
     if (!message_ids.empty()) {
         w.exec_prepared(outbox_statement, db::array_literal(message_ids), db::array_literal(bodies),
                         db::array_literal(correlation_ids), std::string(ledger::message_type));

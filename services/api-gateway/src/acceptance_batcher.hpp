@@ -1,8 +1,10 @@
 // The acceptance batcher: money requests from many connections are accepted together in ONE
-// database transaction (one commit, one fsync) instead of one transaction each. A request
-// that fails for its own reasons (TX400, TX404, TX409) gets its own error and its neighbours
-// are unaffected (gateway.accept_batch: the group is run again without it, or with a
-// savepoint per request). Nobody is answered before the group's commit succeeded.
+// database transaction (one commit, one fsync) instead of one transaction each. The plainly
+// new and valid requests are accepted set-based in one statement (gateway.accept_fast); the
+// others go through gateway.accept_batch, where a request that fails for its own reasons
+// (TX400, TX404, TX409) gets its own error and its neighbours are unaffected (the call is
+// run again without it, or with a savepoint per request). Nobody is answered before the
+// group's commit succeeded.
 #pragma once
 
 #include "txp/db/db.hpp"
