@@ -282,4 +282,5 @@ TEST_CASE("the vhost scripts/test prepared carries the definitions file's polici
     auto queue = queue_policy(vh == "/" ? std::string("%2f") : vh, "notifier.events");
     CHECK(queue.find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
     CHECK(queue.find("\"queue-mode\":\"lazy\"") != std::string::npos);
+    CHECK(queue.find("\"queue-version\":2") != std::string::npos);
 }

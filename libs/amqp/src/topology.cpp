@@ -119,7 +119,8 @@ std::string topology::to_definitions_json() const {
             o += first ? "\n        " : ",\n        ";
             json_string(o, k);
             o += ": ";
-            json_string(o, v);
+            if (const auto* text = std::get_if<std::string>(&v)) json_string(o, *text);
+            else o += std::to_string(std::get<std::int64_t>(v));
             first = false;
         }
         o += first ? "}" : "\n      }";
@@ -191,10 +192,12 @@ topology txp_topology() {
     // Lazy classic queues keep messages on disk rather than in the queue process's memory: a
     // backlog (workers stopped, a burst) costs no memory, and the broker does not spend its
     // CPU garbage-collecting a large queue heap (measured: the ledger drain with 200,000
-    // queued messages went from 3,900 to 4,900 transactions/s).
+    // queued messages went from 3,900 to 4,900 transactions/s). Version 2 of the classic
+    // queue's index and store (RabbitMQ 3.10+) costs the broker less CPU per message
+    // (measured with amqp_bench: 12,300-13,300 -> 16,800-17,000 persistent msg/s).
     t.policies.push_back(policy_decl{.name = "txp-lazy-queues",
                                      .pattern = "^(ledger|plaid|notifier)\\.",
-                                     .definition = {{"queue-mode", "lazy"}}});
+                                     .definition = {{"queue-mode", std::string("lazy")}, {"queue-version", std::int64_t{2}}}});
     return t;
 }
 

@@ -48,10 +48,13 @@ TEST_CASE("txp_topology declares each main queue with its tiers and error queue"
     }
     CHECK(t.queues.size() == 3 * 5);
 
-    // Every txp queue is lazy through the policy, and nothing else is.
+    // Every txp queue is a lazy version-2 classic queue through the policy, and nothing else is.
     REQUIRE(t.policies.size() == 1);
     CHECK(t.policies[0].apply_to == "queues");
-    CHECK(t.policies[0].definition == std::vector<std::pair<std::string, std::string>>{{"queue-mode", "lazy"}});
+    REQUIRE(t.policies[0].definition.size() == 2);
+    CHECK(t.policies[0].definition[0] == std::pair<std::string, std::variant<std::string, std::int64_t>>{"queue-mode", "lazy"});
+    CHECK(t.policies[0].definition[1] ==
+          std::pair<std::string, std::variant<std::string, std::int64_t>>{"queue-version", std::int64_t{2}});
     std::regex pattern(t.policies[0].pattern);
     for (const auto& q : t.queues) CHECK(std::regex_search(q.name, pattern));
     CHECK_FALSE(std::regex_search(std::string("amqp_bench.ledger"), pattern));
@@ -75,10 +78,12 @@ TEST_CASE("definitions export is deterministic and leaves exclusive queues out",
     CHECK(json.find("\"vhosts\"") != std::string::npos);
     CHECK(json.find("\"policies\": []") != std::string::npos);
 
-    t.policies.push_back(policy_decl{.name = "p", .pattern = "^q\\.", .definition = {{"queue-mode", "lazy"}}, .priority = 2});
+    t.policies.push_back(policy_decl{.name = "p", .pattern = "^q\\.",
+                                     .definition = {{"queue-mode", std::string("lazy")}, {"queue-version", std::int64_t{2}}},
+                                     .priority = 2});
     json = t.to_definitions_json();
     CHECK(json.find("\"pattern\": \"^q\\\\.\"") != std::string::npos);
     CHECK(json.find("\"apply-to\": \"queues\"") != std::string::npos);
-    CHECK(json.find("\"queue-mode\": \"lazy\"") != std::string::npos);
+    CHECK(json.find("\"queue-mode\": \"lazy\",\n        \"queue-version\": 2\n") != std::string::npos);
     CHECK(json.find("\"priority\": 2") != std::string::npos);
 }

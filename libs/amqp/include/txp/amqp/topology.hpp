@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace txp::amqp {
@@ -40,7 +41,7 @@ struct policy_decl {
     std::string name;
     std::string pattern;  // a regular expression over queue names
     std::string apply_to = "queues";
-    std::vector<std::pair<std::string, std::string>> definition;  // string-valued keys
+    std::vector<std::pair<std::string, std::variant<std::string, std::int64_t>>> definition;
     int priority = 0;
 };
 
