@@ -50,6 +50,10 @@ inline void warn(std::string_view msg, fields f = {}) { write(level::warn, msg, 
 inline void error(std::string_view msg, fields f = {}) { write(level::error, msg, f); }
 bool enabled(level lvl);
 
+// Lines are written in batches (every 100 ms, at once from warn up, and at exit); this
+// writes what is waiting now, e.g. before a process replaces or kills itself.
+void flush();
+
 // While alive, every line written on this thread carries these ids.
 class scope {
 public:
