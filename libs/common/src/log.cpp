@@ -6,6 +6,8 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -159,6 +161,12 @@ void init(std::string service, std::string replica, level min_level, format fmt)
     s.logger->flush_on(spdlog::level::warn);
     spdlog::register_logger(s.logger);
     if (first) {
+        // The flusher takes no signals: services wait for SIGTERM/SIGINT on a thread of their
+        // own (signals blocked in the others), and a thread created here, before that, must
+        // not be where the kernel delivers them (the default action would end the process).
+        sigset_t all, before;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &before);
         s.flusher = std::jthread([](std::stop_token stop) {
             std::mutex m;
             std::condition_variable_any cv;
@@ -168,6 +176,7 @@ void init(std::string service, std::string replica, level min_level, format fmt)
                 flush();
             }
         });
+        pthread_sigmask(SIG_SETMASK, &before, nullptr);
         std::atexit([] { flush(); });
     }
 }
