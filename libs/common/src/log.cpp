@@ -15,11 +15,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <stop_token>
 #include <thread>
-#include <condition_variable>
 
 namespace txp::log {
 
@@ -31,7 +31,8 @@ struct state {
     level min_level = level::info;
     format fmt = format::json;
     std::shared_ptr<spdlog::logger> logger;
-    std::jthread flusher;  // writes the waiting lines every 100 ms
+    std::shared_ptr<spdlog::sinks::sink> sink;  // one for the process, whatever init is called again
+    std::jthread flusher;                       // writes the waiting lines every 100 ms
 };
 
 state& st() {
@@ -153,13 +154,12 @@ void init(std::string service, std::string replica, level min_level, format fmt)
     s.min_level = min_level;
     s.fmt = fmt;
     // stderr, so stdout stays free for command output (reconcile, gen_transactions).
-    bool first = !s.logger;
-    if (s.logger) spdlog::drop(s.logger->name());
-    s.logger = std::make_shared<spdlog::logger>("txp." + s.service + "." + s.replica, std::make_shared<line_buffer_sink>());
+    bool first = !s.sink;
+    if (first) s.sink = std::make_shared<line_buffer_sink>();
+    s.logger = std::make_shared<spdlog::logger>("txp." + s.service + "." + s.replica, s.sink);
     s.logger->set_pattern("%v");
     s.logger->set_level(spdlog::level::trace);
     s.logger->flush_on(spdlog::level::warn);
-    spdlog::register_logger(s.logger);
     if (first) {
         // The flusher takes no signals: services wait for SIGTERM/SIGINT on a thread of their
         // own (signals blocked in the others), and a thread created here, before that, must
@@ -267,7 +267,9 @@ void write(level lvl, std::string_view msg, fields f) {
 }
 
 void flush() {
-    if (auto& l = st().logger) l->flush();
+    // The sink, not the logger: it is set once, so the flusher thread never reads a pointer
+    // that init (called again) is replacing.
+    if (auto& k = st().sink) k->flush();
 }
 
 scope::scope(std::string_view message_id, std::string_view correlation_id)

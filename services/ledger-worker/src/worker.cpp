@@ -1,8 +1,6 @@
 // ledger-worker consume loop (see worker.hpp).
 #include "worker.hpp"
 
-#include <algorithm>
-
 #include "txp/common/ids.hpp"
 #include "txp/common/log.hpp"
 #include "txp/common/metrics.hpp"
@@ -100,20 +98,13 @@ void worker::settle(bool wait_all) {
     }
     for (auto& job : done) {
         auto t0 = std::chrono::steady_clock::now();
-        bool all_ok = std::find(job.ok.begin(), job.ok.end(), false) == job.ok.end();
-        if (all_ok) {
-            consumer_.ack_all(job.deliveries);  // one "multiple" ack where it can
-            processed_ += job.deliveries.size();
-        } else {
-            for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
-                if (job.ok[i]) {
-                    consumer_.ack(job.deliveries[i]);
-                    ++processed_;
-                } else {
-                    consumer_.nack(job.deliveries[i], true);
-                }
-            }
+        std::vector<amqp::delivery> acks;
+        for (std::size_t i = 0; i < job.deliveries.size(); ++i) {
+            if (job.ok[i]) acks.push_back(job.deliveries[i]);
+            else consumer_.nack(job.deliveries[i], true);
         }
+        consumer_.ack_all(acks);  // one "multiple" ack where it can
+        processed_ += acks.size();
         if (log::enabled(log::level::debug)) {
             log::debug("batch settled", {{"size", job.deliveries.size()}, {"apply_us", job.apply_us},
                                          {"publish_us", job.publish_us},
