@@ -261,6 +261,10 @@ void prepare_api_statements(pqxx::connection& c) {
               "SELECT u.id, u.username, u.role, (extract(epoch FROM t.expires_at) * 1000)::bigint "
               "FROM gateway.tokens t JOIN gateway.users u ON u.id = t.user_id "
               "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()");
+    c.prepare(transaction_statement, std::string("SELECT ") + transaction_columns +
+                                         ", (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
+                                         "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
+                                         "FROM ledger.transactions t WHERE t.id = $1::uuid");
 }
 
 // ---- the router -----------------------------------------------------------------------

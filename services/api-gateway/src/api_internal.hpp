@@ -127,8 +127,10 @@ auto single_read(db::pool& pool, F&& fn) {
 // the ledger's TX400/TX404/TX409, bad data, an unavailable database, or an internal error.
 http::response error_response(const std::exception& e, const std::string& request_id, const std::string& path);
 
-// The statement prepare_api_statements() prepares on every pooled connection.
+// The statements prepare_api_statements() prepares on every pooled connection.
 inline constexpr const char* auth_statement = "txp_gateway_auth";
+// One transaction by id ($1), with the owners of its wallets (for GET /v1/transactions/{id}).
+inline constexpr const char* transaction_statement = "txp_gateway_transaction";
 
 // Wallet and transaction representations. Column lists match the writers.
 extern const char* const wallet_columns;       // for "FROM ledger.wallets w"

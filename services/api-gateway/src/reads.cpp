@@ -299,12 +299,9 @@ std::optional<http::response> api::impl::get_transaction(context& c) {
     auto it = c.params.find("id");
     static const std::regex uuid("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
     if (it == c.params.end() || it->second.size() != 36 || !std::regex_match(it->second, uuid)) fail_not_found("The transaction");
-    return in_transaction(pool, [&](pqxx::work& w) {
-        auto rows = w.exec_params("SELECT " + transaction_cols_sql +
-                                      ", (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
-                                      "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
-                                      "FROM ledger.transactions t WHERE t.id = $1::uuid",
-                                  it->second);
+    // One statement: no BEGIN/COMMIT round trips, and a plan prepared once per connection.
+    return single_read(pool, [&](pqxx::nontransaction& n) {
+        auto rows = n.exec_prepared(transaction_statement, it->second);
         if (rows.empty()) fail_not_found("The transaction");
         const auto& t = rows[0];
         bool source = !t[19].is_null() && t[19].as<std::int64_t>() == c.me().id;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <iostream>
 #include <limits>
 #include <ctime>
@@ -288,58 +289,86 @@ summary run(const options& o) {
     if (o.poison > 0) publish_poison(o, s);
 
     if (o.wait) {
-        std::vector<bool> final_seen(accepted.size(), false);
-        std::atomic<std::size_t> remaining{accepted.size()};
+        // Outcomes are read back with GET /v1/transactions/{id}. Reading them while the workers
+        // still apply would take the CPU they need on a small machine (a GET costs the
+        // database about as much as applying a transaction), and so distort what is measured:
+        // first only the newest accepted transaction is watched, every 100 ms, and when it is
+        // final (workers apply roughly in acceptance order) a few threads read them all, oldest
+        // first. One still queued goes to the back of the line and its thread pauses.
+        // Latencies come from the server's created_at and finished_at, not from this polling.
+        constexpr auto repoll_after = std::chrono::milliseconds(100);
+        struct tx_state {
+            std::string status, reason, created_at, finished_at;
+            bool final() const { return status == "completed" || status == "rejected" || status == "failed"; }
+        };
+        auto read_state = [&](http::connection& conn, const accepted_tx& tx) {
+            tx_state st;
+            http::client_request r;
+            r.url = o.gateway + "/v1/transactions/" + tx.id;
+            r.headers = {{"Authorization", "Bearer " + tokens[tx.user]}};
+            try {
+                auto res = conn.fetch(r);
+                if (res.status == 200) {
+                    auto doc = json::parse(res.body);
+                    st.status = json::optional_string(doc, "status").value_or("");
+                    st.reason = json::optional_string(doc, "reason").value_or("");
+                    st.created_at = json::optional_string(doc, "created_at").value_or("");
+                    st.finished_at = json::optional_string(doc, "finished_at").value_or("");
+                }
+            } catch (const std::exception&) {
+            }
+            return st;
+        };
         auto deadline = clock_type::now() + std::chrono::seconds(o.wait_timeout_s);
-        std::atomic<std::size_t> cursor{0};
+        if (!accepted.empty()) {
+            http::connection conn(o.gateway);
+            while (!read_state(conn, accepted.back()).final() && clock_type::now() < deadline) {
+                std::this_thread::sleep_for(repoll_after);
+            }
+        }
+        struct due_poll {
+            std::size_t index;
+            clock_type::time_point due;
+        };
+        std::deque<due_poll> line;
+        for (std::size_t i = 0; i < accepted.size(); ++i) line.push_back({i, clock_type::time_point{}});
+        std::size_t remaining = accepted.size();
         std::int64_t first_created = std::numeric_limits<std::int64_t>::max(), last_finished = 0;
         auto poller = [&] {
             http::connection conn(o.gateway);
-            while (remaining.load() > 0 && clock_type::now() < deadline) {
-                auto i = cursor.fetch_add(1) % std::max<std::size_t>(1, accepted.size());
+            for (;;) {
+                due_poll next;
                 {
                     std::lock_guard lk(mu);
-                    if (final_seen[i]) {
-                        if (i + 1 == accepted.size()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                        continue;
-                    }
+                    if (line.empty() || clock_type::now() >= deadline) return;
+                    next = line.front();
+                    line.pop_front();
                 }
-                http::client_request r;
-                r.url = o.gateway + "/v1/transactions/" + accepted[i].id;
-                r.headers = {{"Authorization", "Bearer " + tokens[accepted[i].user]}};
-                std::string reason, status, created_at, finished_at;
-                try {
-                    auto res = conn.fetch(r);
-                    if (res.status == 200) {
-                        auto doc = json::parse(res.body);
-                        status = json::optional_string(doc, "status").value_or("");
-                        reason = json::optional_string(doc, "reason").value_or("");
-                        created_at = json::optional_string(doc, "created_at").value_or("");
-                        finished_at = json::optional_string(doc, "finished_at").value_or("");
-                    }
-                } catch (const std::exception&) {
+                if (next.due > clock_type::now()) std::this_thread::sleep_until(std::min(next.due, deadline));
+                auto st = read_state(conn, accepted[next.index]);
+                std::unique_lock lk(mu);
+                if (!st.final()) {
+                    line.push_back({next.index, clock_type::now() + repoll_after});
+                    lk.unlock();
+                    std::this_thread::sleep_for(repoll_after);
+                    continue;
                 }
-                if (status == "completed" || status == "rejected" || status == "failed") {
-                    auto c = iso_us(created_at), f = iso_us(finished_at);
-                    std::lock_guard lk(mu);
-                    if (final_seen[i]) continue;
-                    final_seen[i] = true;
-                    --remaining;
-                    if (c > 0 && f >= c) {
-                        s.outcome_ms.push_back(static_cast<double>(f - c) / 1000.0);
-                        first_created = std::min(first_created, c);
-                        last_finished = std::max(last_finished, f);
-                    }
-                    if (status == "completed") ++s.completed;
-                    else if (status == "rejected") ++s.rejected_by_reason[reason.empty() ? "unknown" : reason];
-                    else ++s.failed_by_reason[reason.empty() ? "unknown" : reason];
+                --remaining;
+                auto c = iso_us(st.created_at), f = iso_us(st.finished_at);
+                if (c > 0 && f >= c) {
+                    s.outcome_ms.push_back(static_cast<double>(f - c) / 1000.0);
+                    first_created = std::min(first_created, c);
+                    last_finished = std::max(last_finished, f);
                 }
+                if (st.status == "completed") ++s.completed;
+                else if (st.status == "rejected") ++s.rejected_by_reason[st.reason.empty() ? "unknown" : st.reason];
+                else ++s.failed_by_reason[st.reason.empty() ? "unknown" : st.reason];
             }
         };
         threads.clear();
-        for (unsigned t = 0; t < std::max(1u, o.concurrency); ++t) threads.emplace_back(poller);
+        for (unsigned t = 0; t < std::clamp(o.concurrency, 1u, 8u); ++t) threads.emplace_back(poller);
         for (auto& t : threads) t.join();
-        s.still_queued = remaining.load();
+        s.still_queued = remaining;
         if (last_finished > first_created) {
             s.server_final_per_second = static_cast<double>(s.outcome_ms.size()) / (static_cast<double>(last_finished - first_created) / 1e6);
         }
