@@ -353,3 +353,58 @@ TEST_CASE("grouped acceptance: a request that breaks its group's commit fails al
     }
     drop();
 }
+
+TEST_CASE("admission: at TXP_MAX_IN_FLIGHT a money request waits for outcomes; one that waits too long gets 503 and is not accepted",
+          "[gateway][batch][admission]") {
+    using namespace std::chrono_literals;
+    auto& f = gateway_fixture::shared();
+    f.base();  // the shared worker applies what is accepted
+    auto g = testing::start_gateway("admission", {{"TXP_MAX_IN_FLIGHT", "3"}, {"TXP_ADMISSION_WAIT", "3s"}});
+    auto u = f.new_user("admission", g.base);
+    const std::string run = testing::unique_suffix();
+    auto k = [&](int i) { return key("admission-" + run + "-" + std::to_string(i)); };
+
+    // Hold the wallet row as a worker applying to it would: the worker waits, no outcome comes.
+    auto holder = f.ledger().ledger_pool().acquire();
+    auto hold = std::make_unique<pqxx::work>(*holder);
+    hold->exec_params("SELECT 1 FROM ledger.wallets WHERE id = $1 FOR NO KEY UPDATE", u.wallet_id);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) {
+        auto r = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 10), u.token, k(i), g.base);
+        REQUIRE(r.status == 202);
+        ids.push_back(json_string(r.body, "transaction_id"));
+    }
+    CHECK(metric(f, g.base, "txp_gateway_in_flight") == 3);
+
+    // The fourth finds no room, waits TXP_ADMISSION_WAIT, and is refused: nothing recorded.
+    auto t0 = std::chrono::steady_clock::now();
+    auto refused = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 10), u.token, k(3), g.base);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    INFO(refused.status << " " << refused.body);
+    CHECK(is_problem(refused, 503, "overloaded"));
+    CHECK(refused.header_value("Retry-After") == "1");
+    CHECK(waited >= 2500ms);
+    CHECK(transactions_with_key(f, u.id, "admission-" + run + "-3") == 0);
+    CHECK(metric(f, g.base, "txp_gateway_overloaded_total") == 1);
+    // Other routes are not held back.
+    CHECK(f.call("GET", "/v1/wallets/" + std::to_string(u.wallet_id), "", u.token, {}, g.base).status == 200);
+
+    // Sent again with the same key, it waits until the outcomes of the first three free room.
+    http::client_response later;
+    std::thread again([&] { later = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 10), u.token, k(3), g.base); });
+    std::this_thread::sleep_for(300ms);
+    hold->commit();
+    again.join();
+    INFO(later.status << " " << later.body);
+    REQUIRE(later.status == 202);
+    ids.push_back(json_string(later.body, "transaction_id"));
+    REQUIRE(f.ledger().wait_final(ids, std::chrono::seconds(60)) == 0);
+    for (const auto& id : ids) CHECK(f.ledger().status(id) == "completed");
+    CHECK(transactions_with_key(f, u.id, "admission-" + run + "-3") == 1);
+    auto w = f.call("GET", "/v1/wallets/" + std::to_string(u.wallet_id), "", u.token, {}, g.base);
+    CHECK(json_int(w.body, "balance") == 40);
+    // Every outcome heard: nothing counts as in flight any more.
+    for (int i = 0; i < 100 && metric(f, g.base, "txp_gateway_in_flight") != 0; ++i) std::this_thread::sleep_for(100ms);
+    CHECK(metric(f, g.base, "txp_gateway_in_flight") == 0);
+    CHECK(g.proc->terminate() == 0);
+}

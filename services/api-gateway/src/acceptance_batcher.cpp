@@ -43,6 +43,14 @@ struct batcher_metrics {
         "Requests the set-based fast path left to the per-request path (replays, conflicts, errors, races for a key)");
     metrics::histogram& duration = metrics::global().get_histogram(
         "txp_gateway_accept_group_seconds", "Time to run and commit one acceptance group");
+    metrics::gauge& in_flight = metrics::global().get_gauge(
+        "txp_gateway_in_flight", "Transactions this gateway accepted whose outcome it has not seen yet (with TXP_MAX_IN_FLIGHT)");
+    metrics::counter& held = metrics::global().get_counter(
+        "txp_gateway_admission_waits_total", "Times acceptance waited for room under TXP_MAX_IN_FLIGHT");
+    metrics::counter& overloaded = metrics::global().get_counter(
+        "txp_gateway_overloaded_total", "Money requests answered 503 after waiting longer than TXP_ADMISSION_WAIT for room");
+    metrics::counter& forgotten = metrics::global().get_counter(
+        "txp_gateway_in_flight_forgotten_total", "Accepted transactions no outcome was heard of within the forget time");
 };
 
 batcher_metrics& bm() {
@@ -119,22 +127,100 @@ std::size_t acceptance_batcher::queued() const {
     return queue_.size();
 }
 
+void acceptance_batcher::outcome_seen(const std::string& transaction_id) {
+    if (opts_.max_in_flight == 0) return;
+    bool wake = false;
+    {
+        std::lock_guard lk(mu_);
+        if (in_flight_.erase(transaction_id) == 0) return;
+        bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
+        wake = waiting_for_room_ && room() >= enough_room();
+    }
+    if (wake) cv_.notify_all();
+}
+
+std::size_t acceptance_batcher::in_flight() const {
+    std::lock_guard lk(mu_);
+    return in_flight_.size();
+}
+
+std::size_t acceptance_batcher::admit(clock::time_point now, std::vector<item>& overdue) {
+    if (opts_.max_in_flight == 0 || stopping_) return opts_.max_batch;
+    // Forget the oldest accepted transactions whose outcome never came.
+    while (!in_flight_order_.empty() && now - in_flight_order_.front().first >= opts_.forget_in_flight_after) {
+        auto it = in_flight_.find(in_flight_order_.front().second);
+        if (it != in_flight_.end() && it->second == in_flight_order_.front().first) {
+            in_flight_.erase(it);
+            bm().forgotten.inc();
+        }
+        in_flight_order_.pop_front();
+    }
+    // The order deque also holds ids whose outcome came: keep it from growing without bound.
+    if (in_flight_order_.size() > 4 * opts_.max_in_flight + 1024) {
+        std::erase_if(in_flight_order_, [&](const auto& e) {
+            auto it = in_flight_.find(e.second);
+            return it == in_flight_.end() || it->second != e.first;
+        });
+    }
+    bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
+    if (room() >= enough_room()) return std::min(room(), opts_.max_batch);
+    while (!queue_.empty() && now - queue_.front().queued_at >= opts_.max_admission_wait) {
+        overdue.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+    }
+    return 0;
+}
+
+std::size_t acceptance_batcher::room() const {
+    std::size_t used = in_flight_.size() + reserved_;
+    return used < opts_.max_in_flight ? opts_.max_in_flight - used : 0;
+}
+
+// Room for a whole group (or for all that waits), so that a full pipeline is not fed one
+// request per commit as outcomes trickle in.
+std::size_t acceptance_batcher::enough_room() const {
+    std::size_t group = std::max<std::size_t>(1, std::min(opts_.max_batch, opts_.max_in_flight / 8));
+    return std::max<std::size_t>(1, std::min(group, queue_.size()));
+}
+
 void acceptance_batcher::run() {
     log::scope tag("", "acceptance-batcher");
-    std::vector<item> group;
+    std::vector<item> group, overdue;
     for (;;) {
         group.clear();
+        overdue.clear();
         {
             std::unique_lock lk(mu_);
             cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
             if (queue_.empty()) return;  // stopping, and everything queued has been run
+            auto take = admit(clock::now(), overdue);
+            if (take == 0 && overdue.empty()) {
+                // No room: wait for outcomes (outcome_seen wakes us), looking again now and
+                // then to answer requests that have waited too long.
+                bm().held.inc();
+                waiting_for_room_ = true;
+                cv_.wait_for(lk, std::chrono::milliseconds(50));
+                waiting_for_room_ = false;
+                continue;
+            }
             // No waiting for a group to fill: what arrived while the last group ran is the next.
-            while (!queue_.empty() && group.size() < opts_.max_batch) {
+            while (!queue_.empty() && group.size() < take) {
                 group.push_back(std::move(queue_.front()));
                 queue_.pop_front();
             }
+            reserved_ += group.size();
         }
+        for (auto& it : overdue) {
+            bm().overloaded.inc();
+            it.done({std::nullopt, std::make_exception_ptr(overloaded_error(
+                                       "the ledger is behind: " + std::to_string(opts_.max_in_flight) +
+                                       " transactions accepted by this gateway are waiting for their outcome"))});
+        }
+        if (group.empty()) continue;
+        auto n = group.size();
         execute(group);
+        std::lock_guard lk(mu_);
+        reserved_ -= n;
     }
 }
 
@@ -191,6 +277,19 @@ void acceptance_batcher::execute(std::vector<item>& group) {
             std::uniform_int_distribution<int> jitter(2, 10 * attempt);
             std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
         }
+    }
+
+    // Count the transactions this group created towards the admission limit before anyone
+    // hears of them (their outcome cannot come before the commit that just happened).
+    if (opts_.max_in_flight > 0) {
+        auto now = clock::now();
+        std::lock_guard lk(mu_);
+        for (const auto& r : results) {
+            if (!r.outcome || !r.outcome->created) continue;
+            in_flight_.insert_or_assign(r.outcome->transaction_id, now);
+            in_flight_order_.emplace_back(now, r.outcome->transaction_id);
+        }
+        bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
     }
 
     // Requests that lost the race for their key to another transaction go round again: the

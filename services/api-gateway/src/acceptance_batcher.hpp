@@ -9,6 +9,7 @@
 
 #include "txp/db/db.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -16,8 +17,11 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace txp::gateway {
@@ -58,6 +62,12 @@ struct acceptance_result {
     std::exception_ptr error;
 };
 
+// A request not accepted because the transactions this gateway accepted earlier are still
+// waiting for their outcomes (batcher_options::max_in_flight): 503 with Retry-After.
+struct overloaded_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 struct batcher_options {
     std::string database_url;
     int committers = 1;          // threads, each with its own connection (2+ can deadlock on hot wallets; retried)
@@ -65,6 +75,15 @@ struct batcher_options {
     // PostgreSQL caches per backend (64) slow every other session's snapshots.
     std::size_t max_batch = 64;
     int attempts = 4;            // a group failing transiently (deadlock, lost connection) is run again
+    // Admission: at most this many transactions accepted here and not yet final (0: no
+    // limit). When the ledger falls behind, new requests wait (in arrival order) instead of
+    // adding to a backlog whose every transaction would wait longer for its outcome; one that
+    // waits longer than max_admission_wait is answered overloaded_error, not accepted.
+    // Outcomes come from outcome_seen(); an accepted transaction whose outcome was not heard
+    // of (events lost in a reconnect) stops counting after forget_in_flight_after.
+    std::size_t max_in_flight = 0;
+    std::chrono::milliseconds max_admission_wait{std::chrono::seconds(5)};
+    std::chrono::milliseconds forget_in_flight_after{std::chrono::seconds(30)};
 };
 
 class acceptance_batcher {
@@ -86,12 +105,25 @@ public:
 
     std::size_t queued() const;
 
+    // A transaction reached its final state (from the events feed; any id may come, the
+    // ones this batcher did not accept are ignored). Thread-safe.
+    void outcome_seen(const std::string& transaction_id);
+    // Transactions accepted here whose outcome has not been seen (with max_in_flight set).
+    std::size_t in_flight() const;
+
 private:
+    using clock = std::chrono::steady_clock;
     struct item {
         acceptance req;
         completion done;
         int key_races = 0;  // times it lost a race for its key to a concurrent first use
+        clock::time_point queued_at = clock::now();
     };
+    // With max_in_flight: how many requests a group may take now; answers (into `overdue`)
+    // the requests that waited too long. Called with mu_ held.
+    std::size_t admit(clock::time_point now, std::vector<item>& overdue);
+    std::size_t room() const;         // mu_ held
+    std::size_t enough_room() const;  // mu_ held
     void run();
     void execute(std::vector<item>& group);
     void run_group(pqxx::connection& conn, std::vector<item>& group, std::vector<acceptance_result>& results,
@@ -103,6 +135,12 @@ private:
     std::condition_variable cv_;
     std::deque<item> queue_;
     bool stopping_ = false;
+    // Admission (max_in_flight): accepted transactions without an outcome yet, in the order
+    // accepted (to forget the oldest), and the requests taken by groups not yet committed.
+    std::unordered_map<std::string, clock::time_point> in_flight_;
+    std::deque<std::pair<clock::time_point, std::string>> in_flight_order_;
+    std::size_t reserved_ = 0;
+    bool waiting_for_room_ = false;
     std::vector<std::thread> threads_;
 };
 

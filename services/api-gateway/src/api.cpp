@@ -237,6 +237,13 @@ http::response error_response(const std::exception& e, const std::string& reques
         f.str(fe->field());
         return http::problem(400, "validation-error", "Invalid request", fe->what(), request_id, {{"field", f.str()}});
     }
+    if (dynamic_cast<const overloaded_error*>(&e)) {
+        auto out = http::problem(503, "overloaded", "Service Unavailable",
+                                 std::string("Not accepted: ") + e.what() + ". Retry shortly with the same Idempotency-Key.",
+                                 request_id);
+        out.headers.push_back({"Retry-After", "1"});
+        return out;
+    }
     auto state = db::sqlstate_of(e);
     if (state == "TX400") return http::problem(422, "unprocessable", "Unprocessable request", primary_message(e), request_id);
     if (state == "TX404") return http::problem(404, "not-found", "Not Found", primary_message(e), request_id);

@@ -32,6 +32,10 @@ struct options {
     std::size_t db_pool_size = 8;    // for reads and authentication (acceptance has its own connections)
     int accept_committers = 1;       // acceptance batcher threads, one connection each
     std::size_t accept_batch = 64;   // requests accepted in one database transaction at most
+    // Admission (see batcher_options): at most this many accepted transactions without an
+    // outcome per gateway (0: no limit), and how long a request may wait for room before 503.
+    std::size_t max_in_flight = 0;
+    std::chrono::milliseconds admission_wait{std::chrono::seconds(5)};
     // How long a token -> user lookup is reused. A token logged out on this replica dies at
     // once; on other replicas it keeps working for at most this long. 0 turns the cache off.
     std::chrono::milliseconds auth_cache_ttl{std::chrono::seconds(5)};

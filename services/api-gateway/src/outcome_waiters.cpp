@@ -101,6 +101,11 @@ void outcome_waiters::on_notify_created(std::function<void(const std::string& bo
     notify_listener_ = std::move(listener);
 }
 
+void outcome_waiters::on_outcome(std::function<void(const std::string& transaction_id)> listener) {
+    std::lock_guard lk(listener_mu_);
+    outcome_listener_ = std::move(listener);
+}
+
 std::size_t outcome_waiters::parked() const {
     std::lock_guard lock(mu_);
     return waiters_.size();
@@ -144,7 +149,11 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
                 if (notify_listener_) notify_listener_(d.body);
                 continue;
             }
-            if (auto ev = parse_event(d.body)) complete(ev->first, ev->second);
+            if (auto ev = parse_event(d.body)) {
+                complete(ev->first, ev->second);
+                std::lock_guard lk(listener_mu_);
+                if (outcome_listener_) outcome_listener_(ev->first);
+            }
         }
         if (!batch.empty()) c.ack_up_to(batch.back());
         expire(std::chrono::steady_clock::now());

@@ -57,6 +57,9 @@ public:
     // handed (the message body) to this listener, which writes them to the SSE streams.
     // Thread-safe; an empty function removes it (and waits for a call in progress).
     void on_notify_created(std::function<void(const std::string& body)> listener);
+    // Every terminal outcome heard on the queue (whoever accepted the transaction) is also
+    // handed to this listener (the acceptance batcher's admission count). Thread-safe.
+    void on_outcome(std::function<void(const std::string& transaction_id)> listener);
 
     // Parses a tx.event.v1 body into (transaction id, outcome); nullopt when it is not one.
     static std::optional<std::pair<std::string, tx_outcome>> parse_event(const std::string& body);
@@ -82,6 +85,7 @@ private:
     std::thread thread_;
     std::mutex listener_mu_;
     std::function<void(const std::string&)> notify_listener_;
+    std::function<void(const std::string&)> outcome_listener_;
 };
 
 }  // namespace txp::gateway

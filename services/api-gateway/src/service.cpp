@@ -26,6 +26,8 @@ options options::from_env() {
     o.db_pool_size = static_cast<std::size_t>(config::get_int("TXP_DB_POOL_SIZE", 8, 1, 500));
     o.accept_committers = static_cast<int>(config::get_int("TXP_ACCEPT_COMMITTERS", 1, 1, 32));
     o.accept_batch = static_cast<std::size_t>(config::get_int("TXP_ACCEPT_BATCH", 64, 1, 64));
+    o.max_in_flight = static_cast<std::size_t>(config::get_int("TXP_MAX_IN_FLIGHT", 0, 0, 10000000));
+    o.admission_wait = config::get_duration("TXP_ADMISSION_WAIT", std::chrono::seconds(5));
     o.auth_cache_ttl = config::get_duration("TXP_AUTH_CACHE_TTL", std::chrono::seconds(5));
     if (o.auth_cache_ttl.count() < 0) throw config::config_error("TXP_AUTH_CACHE_TTL: must be 0 (off) or a duration such as 5s");
     o.auth_cache_size = static_cast<std::size_t>(config::get_int("TXP_AUTH_CACHE_SIZE", 100000, 1, 10000000));
@@ -144,8 +146,11 @@ void service::start() {
     bo.database_url = s.opts.database_url;
     bo.committers = s.opts.accept_committers;
     bo.max_batch = s.opts.accept_batch;
+    bo.max_in_flight = s.opts.max_in_flight;
+    bo.max_admission_wait = s.opts.admission_wait;
     s.batcher = std::make_unique<acceptance_batcher>(bo);
     s.batcher->start();
+    s.waiters.on_outcome([b = s.batcher.get()](const std::string& id) { b->outcome_seen(id); });
     s.wallets = std::make_unique<wallet_reader>(s.opts.database_url, s.opts.wallet_readers, 256);
     s.wallets->start();
     s.handler = std::make_unique<api>(*s.pool, s.opts, &s.waiters, *s.batcher, *s.wallets, ready);
@@ -169,6 +174,7 @@ void service::stop() {
     auto& s = *impl_;
     if (s.stopped) return;
     s.stopped = true;
+    s.waiters.on_outcome({});
     s.waiters.stop();                                        // answers parked requests: "queued"
     if (s.server) s.server->stop(std::chrono::seconds(10));  // stops accepting, finishes in-flight requests
     if (s.batcher) s.batcher->stop();                        // commits (and answers) what is still queued
