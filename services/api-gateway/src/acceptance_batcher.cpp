@@ -26,6 +26,8 @@ constexpr int max_key_races = 3;
 // Failed requests a group absorbs on the fast path (each costs a re-run of the group's
 // work) before the rest runs with a savepoint per request.
 constexpr int fast_path_failures = 2;
+// How long an outcome for a transaction not (yet) counted in flight is remembered.
+constexpr auto unmatched_memory = std::chrono::seconds(5);
 
 struct batcher_metrics {
     metrics::counter& groups = metrics::global().get_counter(
@@ -96,6 +98,7 @@ void acceptance_batcher::stop() {
         stopping_ = true;
     }
     cv_.notify_all();
+    room_cv_.notify_all();
     for (auto& t : threads_) t.join();
     threads_.clear();
     // Without committers (never started) nothing may be left unanswered.
@@ -127,16 +130,35 @@ std::size_t acceptance_batcher::queued() const {
     return queue_.size();
 }
 
+void acceptance_batcher::stop_admission() {
+    {
+        std::lock_guard lk(mu_);
+        admission_off_ = true;
+    }
+    room_cv_.notify_all();
+}
+
 void acceptance_batcher::outcome_seen(const std::string& transaction_id) {
     if (opts_.max_in_flight == 0) return;
     bool wake = false;
     {
         std::lock_guard lk(mu_);
-        if (in_flight_.erase(transaction_id) == 0) return;
+        if (in_flight_.erase(transaction_id) == 0) {
+            // Another gateway's transaction, or (rarely) one of ours whose outcome came
+            // between its commit and its registration: remembered for a moment, so that the
+            // registration does not then count it for the forget time.
+            auto now = clock::now();
+            while (!unmatched_order_.empty() && now - unmatched_order_.front().first > unmatched_memory) {
+                unmatched_.erase(unmatched_order_.front().second);
+                unmatched_order_.pop_front();
+            }
+            if (unmatched_.insert(transaction_id).second) unmatched_order_.emplace_back(now, transaction_id);
+            return;
+        }
         bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
-        wake = waiting_for_room_ && room() >= enough_room();
+        wake = room_waiters_ > 0 && room() >= enough_room();
     }
-    if (wake) cv_.notify_all();
+    if (wake) room_cv_.notify_all();
 }
 
 std::size_t acceptance_batcher::in_flight() const {
@@ -145,7 +167,7 @@ std::size_t acceptance_batcher::in_flight() const {
 }
 
 std::size_t acceptance_batcher::admit(clock::time_point now, std::vector<item>& overdue) {
-    if (opts_.max_in_flight == 0 || stopping_) return opts_.max_batch;
+    if (opts_.max_in_flight == 0 || stopping_ || admission_off_) return opts_.max_batch;
     // Forget the oldest accepted transactions whose outcome never came.
     while (!in_flight_order_.empty() && now - in_flight_order_.front().first >= opts_.forget_in_flight_after) {
         auto it = in_flight_.find(in_flight_order_.front().second);
@@ -164,6 +186,11 @@ std::size_t acceptance_batcher::admit(clock::time_point now, std::vector<item>& 
     }
     bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
     if (room() >= enough_room()) return std::min(room(), opts_.max_batch);
+    bool late = !queue_.empty() && now - queue_.front().queued_at >= opts_.max_admission_wait;
+    if (!late) return 0;
+    // The oldest request has waited long enough: whatever room there is goes to it (and the
+    // ones after it); without any, the requests that waited too long are refused.
+    if (room() > 0) return std::min(room(), opts_.max_batch);
     while (!queue_.empty() && now - queue_.front().queued_at >= opts_.max_admission_wait) {
         overdue.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -198,9 +225,9 @@ void acceptance_batcher::run() {
                 // No room: wait for outcomes (outcome_seen wakes us), looking again now and
                 // then to answer requests that have waited too long.
                 bm().held.inc();
-                waiting_for_room_ = true;
-                cv_.wait_for(lk, std::chrono::milliseconds(50));
-                waiting_for_room_ = false;
+                ++room_waiters_;
+                room_cv_.wait_for(lk, std::chrono::milliseconds(50));
+                --room_waiters_;
                 continue;
             }
             // No waiting for a group to fill: what arrived while the last group ran is the next.
@@ -212,15 +239,24 @@ void acceptance_batcher::run() {
         }
         for (auto& it : overdue) {
             bm().overloaded.inc();
-            it.done({std::nullopt, std::make_exception_ptr(overloaded_error(
-                                       "the ledger is behind: " + std::to_string(opts_.max_in_flight) +
-                                       " transactions accepted by this gateway are waiting for their outcome"))});
+            try {
+                it.done({std::nullopt, std::make_exception_ptr(overloaded_error(
+                                           "the ledger is behind: " + std::to_string(opts_.max_in_flight) +
+                                           " transactions accepted by this gateway are waiting for their outcome"))});
+            } catch (const std::exception& e) {
+                log::error("acceptance completion threw", {{"request_id", it.req.request_id}, {"error", e.what()}});
+            }
         }
         if (group.empty()) continue;
         auto n = group.size();
         execute(group);
-        std::lock_guard lk(mu_);
-        reserved_ -= n;
+        bool wake = false;
+        {
+            std::lock_guard lk(mu_);
+            reserved_ -= n;
+            wake = room_waiters_ > 0;
+        }
+        if (wake) room_cv_.notify_all();
     }
 }
 
@@ -286,6 +322,7 @@ void acceptance_batcher::execute(std::vector<item>& group) {
         std::lock_guard lk(mu_);
         for (const auto& r : results) {
             if (!r.outcome || !r.outcome->created) continue;
+            if (unmatched_.erase(r.outcome->transaction_id) > 0) continue;  // its outcome came already
             in_flight_.insert_or_assign(r.outcome->transaction_id, now);
             in_flight_order_.emplace_back(now, r.outcome->transaction_id);
         }

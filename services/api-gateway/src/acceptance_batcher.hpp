@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -105,6 +106,9 @@ public:
 
     std::size_t queued() const;
 
+    // From now on the admission limit no longer holds requests back (graceful stop: the
+    // outcomes that free room stop coming, and what is queued is answered, not refused).
+    void stop_admission();
     // A transaction reached its final state (from the events feed; any id may come, the
     // ones this batcher did not accept are ignored). Thread-safe.
     void outcome_seen(const std::string& transaction_id);
@@ -140,7 +144,12 @@ private:
     std::unordered_map<std::string, clock::time_point> in_flight_;
     std::deque<std::pair<clock::time_point, std::string>> in_flight_order_;
     std::size_t reserved_ = 0;
-    bool waiting_for_room_ = false;
+    bool admission_off_ = false;
+    int room_waiters_ = 0;             // committers waiting on room_cv_
+    std::condition_variable room_cv_;  // room freed: outcomes heard, groups done, stopping
+    // Outcomes heard for transactions not in in_flight_, for a few seconds (see outcome_seen).
+    std::unordered_set<std::string> unmatched_;
+    std::deque<std::pair<clock::time_point, std::string>> unmatched_order_;
     std::vector<std::thread> threads_;
 };
 

@@ -26,7 +26,6 @@ struct route {
     // Runs on the io thread: answers from memory, or hands the request to a batcher that
     // answers from its own thread. Everything else runs on the blocking pool.
     bool quick = false;
-    bool money = false;  // quick unless Prefer: wait (which waits for the commit)
 };
 
 using I = api::impl;
@@ -38,12 +37,12 @@ const std::vector<route>& routes() {
         {"GET", "/v1/auth/profile", &I::profile, true, false},
         {"GET", "/v1/wallets", &I::list_wallets, true, false},
         {"GET", "/v1/wallets/me", &I::my_wallet, true, false},
-        {"POST", "/v1/wallets/me/deposit", &I::my_deposit, true, true, true, true},
-        {"POST", "/v1/wallets/me/withdraw", &I::my_withdraw, true, true, true, true},
-        {"POST", "/v1/wallets/me/transfer", &I::my_transfer, true, true, true, true},
+        {"POST", "/v1/wallets/me/deposit", &I::my_deposit, true, true, true},
+        {"POST", "/v1/wallets/me/withdraw", &I::my_withdraw, true, true, true},
+        {"POST", "/v1/wallets/me/transfer", &I::my_transfer, true, true, true},
         {"GET", "/v1/wallets/{id}", &I::get_wallet, true, false, true},
         {"GET", "/v1/wallets/{id}/transactions", &I::wallet_transactions, true, false},
-        {"POST", "/v1/transactions", &I::post_transaction, true, true, true, true},
+        {"POST", "/v1/transactions", &I::post_transaction, true, true, true},
         {"GET", "/v1/transactions/{id}", &I::get_transaction, true, false},
         {"POST", "/v1/plaid/link/token", &I::plaid_link_token, true, false},
         {"POST", "/v1/plaid/link/exchange", &I::plaid_exchange, true, true},
@@ -239,7 +238,7 @@ http::response error_response(const std::exception& e, const std::string& reques
     }
     if (dynamic_cast<const overloaded_error*>(&e)) {
         auto out = http::problem(503, "overloaded", "Service Unavailable",
-                                 std::string("Not accepted: ") + e.what() + ". Retry shortly with the same Idempotency-Key.",
+                                 std::string("This request was not processed: ") + e.what() + ". Retry shortly with the same Idempotency-Key.",
                                  request_id);
         out.headers.push_back({"Retry-After", "1"});
         return out;
@@ -380,8 +379,7 @@ void api::impl::handle(http::request&& req, std::shared_ptr<http::response_write
         w->send(std::move(e.response()));
         return;
     }
-    bool quick = found->quick && !(found->money && req.header_value("Prefer"));
-    if (quick) {
+    if (found->quick) {
         serve(*this, *found, req, std::move(params), w);
         return;
     }

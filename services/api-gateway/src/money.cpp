@@ -228,47 +228,50 @@ std::optional<http::response> api::impl::accept_money(context& c, money_request 
     };
 
     int wait_s = prefer_wait(c.req);
-    if (wait_s == 0 || waiters == nullptr) {
-        // The usual case: no io thread waits for the commit; the batcher answers after it.
-        batcher.submit(std::move(a), [writer = c.writer, request_id = c.req.request_id, path = c.req.path,
-                                      answer_for](acceptance_result&& r) {
-            http::response resp;
-            try {
-                if (r.error) std::rethrow_exception(r.error);
-                auto x = answer_for(std::move(*r.outcome));
+    if (wait_s == 0 || waiters == nullptr) wait_s = 0;
+    // No thread waits for the commit (nor, with admission, for room): the batcher answers
+    // after it. With Prefer: wait, a queued outcome parks the response instead, and one look
+    // at the database (on the blocking pool, not on the committer) covers an outcome that
+    // came before the response was parked.
+    batcher.submit(std::move(a), [this, writer = c.writer, request_id = c.req.request_id, path = c.req.path, answer_for,
+                                  wait_s](acceptance_result&& r) {
+        http::response resp;
+        try {
+            if (r.error) std::rethrow_exception(r.error);
+            auto x = answer_for(std::move(*r.outcome));
+            if (wait_s == 0) {
                 resp = accepted_response(x, x.status, x.reason, 202, 0);
-            } catch (const std::exception& e) {
-                resp = error_response(e, request_id, path);
+            } else if (terminal(x.status)) {
+                resp = accepted_response(x, x.status, x.reason, 200, wait_s);
+            } else {
+                waiters->park(x.transaction_id, writer, request_id,
+                              std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
+                              [x, wait_s](const std::optional<tx_outcome>& o) {
+                                  if (!o) return accepted_response(x, "queued", std::nullopt, 202, wait_s);
+                                  return accepted_response(x, o->status, o->reason, 200, wait_s);
+                              });
+                workers.post([this, id = x.transaction_id] {
+                    try {
+                        auto now = in_transaction(pool, [&](pqxx::work& w) {
+                            auto rows = w.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", id);
+                            tx_outcome o;
+                            o.status = rows[0][0].as<std::string>();
+                            if (!rows[0][1].is_null()) o.reason = rows[0][1].as<std::string>();
+                            return o;
+                        });
+                        if (terminal(now.status)) waiters->complete(id, now);
+                    } catch (const std::exception& e) {
+                        // The event (or the deadline's "queued") still answers the parked request.
+                        log::warn("could not look up a parked transaction's outcome", {{"transaction_id", id}, {"error", e.what()}});
+                    }
+                });
+                return;
             }
-            writer->send(std::move(resp));
-        });
-        return std::nullopt;
-    }
-
-    // Prefer: wait: this thread waits for the group's commit (milliseconds), then parks the
-    // response without holding the thread until the outcome or the deadline.
-    auto done = std::make_shared<std::promise<acceptance_result>>();
-    auto result = done->get_future();
-    batcher.submit(std::move(a), [done](acceptance_result&& r) { done->set_value(std::move(r)); });
-    auto r = result.get();
-    if (r.error) std::rethrow_exception(r.error);
-    auto x = answer_for(std::move(*r.outcome));
-    if (terminal(x.status)) return accepted_response(x, x.status, x.reason, 200, wait_s);
-    const std::string request_id = c.req.request_id;
-    // Park the response, then look once in case the outcome arrived before we listened.
-    waiters->park(x.transaction_id, c.writer, request_id, std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
-                  [x, wait_s](const std::optional<tx_outcome>& o) {
-                      if (!o) return accepted_response(x, "queued", std::nullopt, 202, wait_s);
-                      return accepted_response(x, o->status, o->reason, 200, wait_s);
-                  });
-    auto now = in_transaction(pool, [&](pqxx::work& w) {
-        auto rows = w.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", x.transaction_id);
-        tx_outcome o;
-        o.status = rows[0][0].as<std::string>();
-        if (!rows[0][1].is_null()) o.reason = rows[0][1].as<std::string>();
-        return o;
+        } catch (const std::exception& e) {
+            resp = error_response(e, request_id, path);
+        }
+        writer->send(std::move(resp));
     });
-    if (terminal(now.status)) waiters->complete(x.transaction_id, now);
     return std::nullopt;
 }
 

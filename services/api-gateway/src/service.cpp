@@ -174,6 +174,7 @@ void service::stop() {
     auto& s = *impl_;
     if (s.stopped) return;
     s.stopped = true;
+    if (s.batcher) s.batcher->stop_admission();  // no outcomes will free room from here on
     s.waiters.on_outcome({});
     s.waiters.stop();                                        // answers parked requests: "queued"
     if (s.server) s.server->stop(std::chrono::seconds(10));  // stops accepting, finishes in-flight requests
