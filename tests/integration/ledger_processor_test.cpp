@@ -8,6 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <thread>
+
 using namespace txp;
 using txp::ledger::outcome_kind;
 
@@ -400,4 +403,52 @@ TEST_CASE("seed-demo creates wallets 101-105 with a balanced opening balance, on
     CHECK(m.sequence >= 2);
     CHECK(apply_one(f, m).kind == outcome_kind::completed);  // never leave a wallet waiting on it
     CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a reversal that ends failed frees its transaction for another reversal; a live one does not", "[ledger][reversal]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto dep = f.accept("deposit", a, std::nullopt, 500);
+    REQUIRE(apply_one(f, dep).kind == outcome_kind::completed);
+
+    // A queued reversal holds the transaction: a second one is refused.
+    auto rev1 = f.accept("reversal", a, std::nullopt, 500, "USD", dep.transaction_id);
+    CHECK(sqlstate_of([&] { f.accept("reversal", a, std::nullopt, 500, "USD", dep.transaction_id); }) == "23505");
+    // Its message ends in the error queue: the reversal is failed and the deposit may be reversed again.
+    ledger::processor p(f.ledger_pool(), "test");
+    auto ev = p.mark_failed(rev1, "apply_failed");
+    REQUIRE(ev);
+    CHECK(ev->status == "failed");
+    auto rev2 = f.accept("reversal", a, std::nullopt, 500, "USD", dep.transaction_id);
+    CHECK(rev2.transaction_id != rev1.transaction_id);
+    REQUIRE(apply_one(f, rev2).kind == outcome_kind::completed);
+    CHECK(f.balance(a) == 0);
+    // Completed, it holds the transaction for good.
+    CHECK(sqlstate_of([&] { f.accept("reversal", a, std::nullopt, 500, "USD", dep.transaction_id); }) == "23505");
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("applying a transaction updates its row in place (a HOT update: no new index entries)", "[ledger][storage]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto hot_updates = [&] {
+        auto l = f.ledger_pool().acquire();
+        pqxx::read_transaction r(*l);
+        return r.exec("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'ledger.transactions'::regclass")[0][0]
+            .as<std::int64_t>();
+    };
+    auto before = hot_updates();
+    std::vector<ledger::tx_message> txs;
+    for (int i = 0; i < 20; ++i) txs.push_back(f.accept("deposit", a, std::nullopt, 1 + i));
+    ledger::processor p(f.ledger_pool(), "test");
+    std::vector<ledger::batch_item> batch;
+    for (const auto& m : txs) batch.push_back({ids::uuid_v4(), m});
+    for (const auto& o : p.apply(batch)) REQUIRE(o.kind == outcome_kind::completed);
+    // The statistics collector reports a backend's counts when its transaction ends, within a moment.
+    std::int64_t after = before;
+    for (int i = 0; i < 50 && after - before < 20; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        after = hot_updates();
+    }
+    CHECK(after - before >= 20);
 }
