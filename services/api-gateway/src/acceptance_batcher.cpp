@@ -130,6 +130,34 @@ std::size_t acceptance_batcher::queued() const {
     return queue_.size();
 }
 
+bool aging_ids::add(const std::string& id, clock::time_point now) {
+    if (!added_.emplace(id, now).second) return false;
+    order_.emplace_back(now, id);
+    // Removed ids stay in order_ until they age out; keep it from growing without bound.
+    if (order_.size() > 2 * added_.size() + 1024) {
+        std::erase_if(order_, [&](const auto& e) {
+            auto it = added_.find(e.second);
+            return it == added_.end() || it->second != e.first;
+        });
+    }
+    return true;
+}
+
+bool aging_ids::remove(const std::string& id) { return added_.erase(id) > 0; }
+
+std::size_t aging_ids::forget_older(clock::time_point now, clock::duration age) {
+    std::size_t forgotten = 0;
+    while (!order_.empty() && now - order_.front().first >= age) {
+        auto it = added_.find(order_.front().second);
+        if (it != added_.end() && it->second == order_.front().first) {
+            added_.erase(it);
+            ++forgotten;
+        }
+        order_.pop_front();
+    }
+    return forgotten;
+}
+
 void acceptance_batcher::stop_admission() {
     {
         std::lock_guard lk(mu_);
@@ -143,16 +171,13 @@ void acceptance_batcher::outcome_seen(const std::string& transaction_id) {
     bool wake = false;
     {
         std::lock_guard lk(mu_);
-        if (in_flight_.erase(transaction_id) == 0) {
+        if (!in_flight_.remove(transaction_id)) {
             // Another gateway's transaction, or (rarely) one of ours whose outcome came
             // between its commit and its registration: remembered for a moment, so that the
             // registration does not then count it for the forget time.
             auto now = clock::now();
-            while (!unmatched_order_.empty() && now - unmatched_order_.front().first > unmatched_memory) {
-                unmatched_.erase(unmatched_order_.front().second);
-                unmatched_order_.pop_front();
-            }
-            if (unmatched_.insert(transaction_id).second) unmatched_order_.emplace_back(now, transaction_id);
+            unmatched_.forget_older(now, unmatched_memory);
+            unmatched_.add(transaction_id, now);
             return;
         }
         bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
@@ -161,29 +186,10 @@ void acceptance_batcher::outcome_seen(const std::string& transaction_id) {
     if (wake) room_cv_.notify_all();
 }
 
-std::size_t acceptance_batcher::in_flight() const {
-    std::lock_guard lk(mu_);
-    return in_flight_.size();
-}
-
 std::size_t acceptance_batcher::admit(clock::time_point now, std::vector<item>& overdue) {
     if (opts_.max_in_flight == 0 || stopping_ || admission_off_) return opts_.max_batch;
     // Forget the oldest accepted transactions whose outcome never came.
-    while (!in_flight_order_.empty() && now - in_flight_order_.front().first >= opts_.forget_in_flight_after) {
-        auto it = in_flight_.find(in_flight_order_.front().second);
-        if (it != in_flight_.end() && it->second == in_flight_order_.front().first) {
-            in_flight_.erase(it);
-            bm().forgotten.inc();
-        }
-        in_flight_order_.pop_front();
-    }
-    // The order deque also holds ids whose outcome came: keep it from growing without bound.
-    if (in_flight_order_.size() > 4 * opts_.max_in_flight + 1024) {
-        std::erase_if(in_flight_order_, [&](const auto& e) {
-            auto it = in_flight_.find(e.second);
-            return it == in_flight_.end() || it->second != e.first;
-        });
-    }
+    bm().forgotten.inc(in_flight_.forget_older(now, opts_.forget_in_flight_after));
     bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
     if (room() >= enough_room()) return std::min(room(), opts_.max_batch);
     bool late = !queue_.empty() && now - queue_.front().queued_at >= opts_.max_admission_wait;
@@ -322,9 +328,8 @@ void acceptance_batcher::execute(std::vector<item>& group) {
         std::lock_guard lk(mu_);
         for (const auto& r : results) {
             if (!r.outcome || !r.outcome->created) continue;
-            if (unmatched_.erase(r.outcome->transaction_id) > 0) continue;  // its outcome came already
-            in_flight_.insert_or_assign(r.outcome->transaction_id, now);
-            in_flight_order_.emplace_back(now, r.outcome->transaction_id);
+            if (unmatched_.remove(r.outcome->transaction_id)) continue;  // its outcome came already
+            in_flight_.add(r.outcome->transaction_id, now);
         }
         bm().in_flight.set(static_cast<std::int64_t>(in_flight_.size()));
     }

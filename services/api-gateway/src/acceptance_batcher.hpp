@@ -21,7 +21,6 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -69,6 +68,22 @@ struct overloaded_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Ids with the time each was added, forgotten oldest first once older than an age. Not
+// thread-safe (the batcher holds its lock).
+class aging_ids {
+public:
+    using clock = std::chrono::steady_clock;
+    bool add(const std::string& id, clock::time_point now);  // false when it is there already
+    bool remove(const std::string& id);                       // false when it was not there
+    // Forgets the ids added before now - age; returns how many.
+    std::size_t forget_older(clock::time_point now, clock::duration age);
+    std::size_t size() const { return added_.size(); }
+
+private:
+    std::unordered_map<std::string, clock::time_point> added_;
+    std::deque<std::pair<clock::time_point, std::string>> order_;  // also removed ids, until compacted
+};
+
 struct batcher_options {
     std::string database_url;
     int committers = 1;          // threads, each with its own connection (2+ can deadlock on hot wallets; retried)
@@ -112,8 +127,6 @@ public:
     // A transaction reached its final state (from the events feed; any id may come, the
     // ones this batcher did not accept are ignored). Thread-safe.
     void outcome_seen(const std::string& transaction_id);
-    // Transactions accepted here whose outcome has not been seen (with max_in_flight set).
-    std::size_t in_flight() const;
 
 private:
     using clock = std::chrono::steady_clock;
@@ -139,17 +152,15 @@ private:
     std::condition_variable cv_;
     std::deque<item> queue_;
     bool stopping_ = false;
-    // Admission (max_in_flight): accepted transactions without an outcome yet, in the order
-    // accepted (to forget the oldest), and the requests taken by groups not yet committed.
-    std::unordered_map<std::string, clock::time_point> in_flight_;
-    std::deque<std::pair<clock::time_point, std::string>> in_flight_order_;
+    // Admission (max_in_flight): accepted transactions without an outcome yet, and the
+    // requests taken by groups not yet committed.
+    aging_ids in_flight_;
     std::size_t reserved_ = 0;
     bool admission_off_ = false;
     int room_waiters_ = 0;             // committers waiting on room_cv_
     std::condition_variable room_cv_;  // room freed: outcomes heard, groups done, stopping
     // Outcomes heard for transactions not in in_flight_, for a few seconds (see outcome_seen).
-    std::unordered_set<std::string> unmatched_;
-    std::deque<std::pair<clock::time_point, std::string>> unmatched_order_;
+    aging_ids unmatched_;
     std::vector<std::thread> threads_;
 };
 

@@ -136,6 +136,34 @@ http::response accepted_response(const accepted& a, const std::string& status, c
 
 bool terminal(const std::string& status) { return status == "completed" || status == "rejected" || status == "failed"; }
 
+// Prefer: wait, the outcome still to come: parks the answer for the events thread, then looks
+// once at the database (on the blocking pool, not on the committer) in case the outcome came
+// before the answer was parked.
+void park_until_outcome(api::impl& api, const accepted& x, std::shared_ptr<http::response_writer> writer,
+                        const std::string& request_id, int wait_s) {
+    api.waiters->park(x.transaction_id, std::move(writer), request_id,
+                      std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
+                      [x, wait_s](const std::optional<tx_outcome>& o) {
+                          if (!o) return accepted_response(x, "queued", std::nullopt, 202, wait_s);
+                          return accepted_response(x, o->status, o->reason, 200, wait_s);
+                      });
+    api.workers.post([&api, id = x.transaction_id] {
+        try {
+            auto now = single_read(api.pool, [&](pqxx::nontransaction& n) {
+                auto rows = n.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", id);
+                tx_outcome o;
+                o.status = rows[0][0].as<std::string>();
+                if (!rows[0][1].is_null()) o.reason = rows[0][1].as<std::string>();
+                return o;
+            });
+            if (terminal(now.status)) api.waiters->complete(id, now);
+        } catch (const std::exception& e) {
+            // The event (or the deadline's "queued") still answers the parked request.
+            log::warn("could not look up a parked transaction's outcome", {{"transaction_id", id}, {"error", e.what()}});
+        }
+    });
+}
+
 }  // namespace
 
 std::optional<http::response> api::impl::post_transaction(context& c) {
@@ -227,46 +255,17 @@ std::optional<http::response> api::impl::accept_money(context& c, money_request 
         return x;
     };
 
-    int wait_s = prefer_wait(c.req);
-    if (wait_s == 0 || waiters == nullptr) wait_s = 0;
+    const int wait_s = waiters ? prefer_wait(c.req) : 0;
     // No thread waits for the commit (nor, with admission, for room): the batcher answers
-    // after it. With Prefer: wait, a queued outcome parks the response instead, and one look
-    // at the database (on the blocking pool, not on the committer) covers an outcome that
-    // came before the response was parked.
+    // after it, or with Prefer: wait and the outcome still to come, parks the answer.
     batcher.submit(std::move(a), [this, writer = c.writer, request_id = c.req.request_id, path = c.req.path, answer_for,
                                   wait_s](acceptance_result&& r) {
         http::response resp;
         try {
             if (r.error) std::rethrow_exception(r.error);
             auto x = answer_for(std::move(*r.outcome));
-            if (wait_s == 0) {
-                resp = accepted_response(x, x.status, x.reason, 202, 0);
-            } else if (terminal(x.status)) {
-                resp = accepted_response(x, x.status, x.reason, 200, wait_s);
-            } else {
-                waiters->park(x.transaction_id, writer, request_id,
-                              std::chrono::steady_clock::now() + std::chrono::seconds(wait_s),
-                              [x, wait_s](const std::optional<tx_outcome>& o) {
-                                  if (!o) return accepted_response(x, "queued", std::nullopt, 202, wait_s);
-                                  return accepted_response(x, o->status, o->reason, 200, wait_s);
-                              });
-                workers.post([this, id = x.transaction_id] {
-                    try {
-                        auto now = in_transaction(pool, [&](pqxx::work& w) {
-                            auto rows = w.exec_params("SELECT status, reason FROM ledger.transactions WHERE id = $1::uuid", id);
-                            tx_outcome o;
-                            o.status = rows[0][0].as<std::string>();
-                            if (!rows[0][1].is_null()) o.reason = rows[0][1].as<std::string>();
-                            return o;
-                        });
-                        if (terminal(now.status)) waiters->complete(id, now);
-                    } catch (const std::exception& e) {
-                        // The event (or the deadline's "queued") still answers the parked request.
-                        log::warn("could not look up a parked transaction's outcome", {{"transaction_id", id}, {"error", e.what()}});
-                    }
-                });
-                return;
-            }
+            if (wait_s > 0 && !terminal(x.status)) return park_until_outcome(*this, x, writer, request_id, wait_s);
+            resp = accepted_response(x, x.status, x.reason, wait_s > 0 ? 200 : 202, wait_s);
         } catch (const std::exception& e) {
             resp = error_response(e, request_id, path);
         }
