@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 using namespace txp;
@@ -258,6 +259,54 @@ TEST_CASE("a waiting transaction whose predecessor needs a wallet locked elsewhe
     CHECK(chained[0].transaction_id == tr.transaction_id);
     CHECK(f.balance(a) == 600);
     CHECK(f.balance(b) == 0);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a batch that does not wait for wallets applies what it can and leaves the busy ones untouched",
+          "[ledger][order][busy]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto b = f.open_wallet(testing::test_owner(2));
+    REQUIRE(apply_one(f, f.accept("deposit", a, std::nullopt, 1'000)).kind == outcome_kind::completed);
+    auto dep_a = f.accept("deposit", a, std::nullopt, 10);
+    auto dep_b = f.accept("deposit", b, std::nullopt, 20);
+    auto tr = f.accept("transfer", a, b, 300);  // a's sequence 3 after dep_a; b's sequence 2
+    auto dep_a2 = f.accept("deposit", a, std::nullopt, 5);  // a's sequence 4: behind the busy transfer
+
+    // Another batch holds wallet b.
+    auto holder = f.ledger_pool().acquire();
+    pqxx::work hold(*holder);
+    hold.exec_params("SELECT 1 FROM ledger.wallets WHERE id = $1 FOR NO KEY UPDATE", b);
+
+    ledger::processor p(f.ledger_pool(), "test");
+    std::vector<ledger::batch_item> items{
+        {ids::uuid_v4(), dep_a}, {ids::uuid_v4(), dep_b}, {ids::uuid_v4(), tr}, {ids::uuid_v4(), dep_a2}};
+    auto quick = std::async(std::launch::async, [&] { return p.apply(items, nullptr, true, false); });
+    if (quick.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+        hold.abort();  // let the call finish before failing
+        FAIL("a batch that does not wait for wallets waited for a locked one");
+    }
+    auto out = quick.get();
+    CHECK(out[0].kind == outcome_kind::completed);
+    CHECK(out[1].kind == outcome_kind::busy);
+    CHECK(out[1].reason == "wallet_busy");
+    CHECK(out[2].kind == outcome_kind::busy);  // its destination is held
+    CHECK(out[3].kind == outcome_kind::early);  // waits for the transfer, which chaining cannot take
+    CHECK(f.status(dep_b.transaction_id) == "queued");
+    CHECK(f.status(tr.transaction_id) == "queued");
+    CHECK(f.entry_count(dep_b.transaction_id) == 0);
+    CHECK(f.balance(a) == 1'010);
+
+    // A batch that waits applies them once b is free, in order.
+    auto patient = std::async(std::launch::async, [&] { return p.apply({items[1], items[2], items[3]}); });
+    CHECK(patient.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);  // it waits for b
+    hold.abort();
+    out = patient.get();
+    CHECK(out[0].kind == outcome_kind::completed);
+    CHECK(out[1].kind == outcome_kind::completed);
+    CHECK(out[2].kind == outcome_kind::completed);
+    CHECK(f.balance(a) == 715);
+    CHECK(f.balance(b) == 320);
     CHECK(f.reconcile().empty());
 }
 

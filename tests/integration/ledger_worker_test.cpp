@@ -118,6 +118,72 @@ TEST_CASE("3 replicas keep each wallet's order: deposit N then withdraw N always
     CHECK(f.reconcile().empty());
 }
 
+TEST_CASE("a wallet another replica's batch holds does not hold up the rest of the batch", "[ledger][worker][busy]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    auto busy = f.open_wallet(testing::test_owner(1));
+    std::vector<std::int64_t> others;
+    for (int i = 0; i < 5; ++i) others.push_back(f.open_wallet(testing::test_owner(10 + i)));
+    auto blocked = f.accept("deposit", busy, std::nullopt, 7);
+    std::vector<amqp::outgoing> msgs{f.message_for(blocked)};
+    std::vector<std::string> free_ids;
+    for (auto w : others) {
+        auto m = f.accept("deposit", w, std::nullopt, 11);
+        msgs.push_back(f.message_for(m));
+        free_ids.push_back(m.transaction_id);
+    }
+    // What another replica's batch does: hold the wallet's row until its commit.
+    auto holder = f.ledger_pool().acquire();
+    pqxx::work hold(*holder);
+    hold.exec_params("SELECT 1 FROM ledger.wallets WHERE id = $1 FOR NO KEY UPDATE", busy);
+    auto w = f.start_worker("busy", {{"TXP_BATCH_SIZE", "50"}, {"TXP_BUSY_PATIENCE", "60s"}});
+    f.publish(msgs);
+    // The other wallets' deposits complete while the busy wallet is still held.
+    auto queued = f.wait_final(free_ids, std::chrono::seconds(30));
+    auto blocked_status = f.status(blocked.transaction_id);
+    hold.abort();
+    CHECK(queued == 0);
+    CHECK(blocked_status == "queued");
+    // Free again, it completes on a later batch, once.
+    REQUIRE(f.wait_final({blocked.transaction_id}) == 0);
+    CHECK(f.status(blocked.transaction_id) == "completed");
+    CHECK(f.balance(busy) == 7);
+    CHECK(f.entry_count(blocked.transaction_id) == 2);
+    for (auto o : others) CHECK(f.balance(o) == 11);
+    CHECK(w->terminate() == 0);
+    CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a wallet kept busy past the patience is waited for", "[ledger][worker][busy]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto m = f.accept("deposit", a, std::nullopt, 5);
+    auto holder = f.ledger_pool().acquire();
+    pqxx::work hold(*holder);
+    hold.exec_params("SELECT 1 FROM ledger.wallets WHERE id = $1 FOR NO KEY UPDATE", a);
+    auto w = f.start_worker("patient", {{"TXP_BUSY_PATIENCE", "100ms"}});
+    f.publish({f.message_for(m)});
+    // Held past the patience, the worker's next batch waits for the row lock: it shows in
+    // pg_stat_activity as a backend waiting on a lock.
+    auto waiting = [&] {
+        auto l = f.ledger_pool().acquire();
+        pqxx::read_transaction r(*l);
+        return r.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND application_name LIKE 'ledger-worker%' AND datname = current_database()")[0][0]
+            .as<int>();
+    };
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (waiting() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto waiters = waiting();
+    hold.abort();
+    CHECK(waiters == 1);
+    REQUIRE(f.wait_final({m.transaction_id}) == 0);
+    CHECK(f.balance(a) == 5);
+    CHECK(w->terminate() == 0);
+    CHECK(f.reconcile().empty());
+}
+
 TEST_CASE("the bank test: concurrent transfers both ways preserve the total", "[ledger][worker][concurrency]") {
     testing::ledger_fixture f;
     f.purge_queues();

@@ -70,6 +70,7 @@ enum class outcome_kind {
     rejected,    // business outcome (insufficient_funds, ...); announce
     duplicate,   // already processed; announce the recorded outcome again
     early,       // its predecessor in the wallet's order is not applied yet; try again shortly
+    busy,        // a wallet of it is locked by another batch (without waiting); try again shortly
     invalid,     // permanent: park in the error queue with reason/detail
 };
 
@@ -95,10 +96,11 @@ public:
     // An item that waits for its predecessor makes the batch apply that wallet's accepted
     // transactions from the database in order ("chaining", unless allow_chain is false): the
     // outcomes of those that are not items go to `chained` (for logs; each is announced by
-    // its own message, which finds it applied). Throws db::db_error when the database fails
-    // (kind says whether to retry).
+    // its own message, which finds it applied). wait_for_wallets false: wallets locked by
+    // another batch are not waited for; the items touching them come back `busy`, nothing of
+    // them recorded. Throws db::db_error when the database fails (kind says whether to retry).
     std::vector<outcome> apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained = nullptr,
-                               bool allow_chain = true);
+                               bool allow_chain = true, bool wait_for_wallets = true);
 
     // Ends a queued transaction as failed with the reason (its message was parked), so that
     // the wallet's later transactions are not held up, and returns its event. When it was no

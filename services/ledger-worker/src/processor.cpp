@@ -108,8 +108,14 @@ bool content_matches(const tx_message& m, const tx_row& r) {
 class batch {
 public:
     batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica, std::vector<tx_event>& chained,
-          bool allow_chain)
-        : w_(w), items_(items), replica_(replica), chained_(chained), allow_chain_(allow_chain), out_(items.size()) {}
+          bool allow_chain, bool wait_for_wallets)
+        : w_(w),
+          items_(items),
+          replica_(replica),
+          chained_(chained),
+          allow_chain_(allow_chain),
+          wait_for_wallets_(wait_for_wallets),
+          out_(items.size()) {}
 
     std::vector<outcome> run() {
         lock_wallets();
@@ -135,9 +141,28 @@ private:
         // NO KEY UPDATE (the worker changes no key): acceptances check their foreign key to the
         // wallet with KEY SHARE, which this mode does not block, so a hot wallet being applied
         // does not hold up the gateway accepting its next transactions.
-        auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+        // Without waiting (SKIP LOCKED), a wallet another replica's batch holds is left out:
+        // its items are "busy" and come back in a later batch, while the rest of this batch
+        // goes ahead instead of queueing behind that replica's whole batch. Such a batch
+        // never waits for a lock, so it is never part of a deadlock either.
+        auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE" +
+                                    (wait_for_wallets_ ? "" : " SKIP LOCKED"),
                                 db::array_literal(v));
         add_wallets(r);
+        if (wallets_.size() == v.size()) return;
+        // Left out: held by another batch, or not a wallet at all (unknown_wallet below).
+        std::vector<std::int64_t> missing;
+        for (auto id : v) {
+            if (!wallets_.count(id)) missing.push_back(id);
+        }
+        for (const auto& row : w_.exec_params("SELECT id FROM ledger.wallets WHERE id = ANY($1::bigint[])",
+                                              db::array_literal(missing))) {
+            busy_.insert(row[0].as<std::int64_t>());
+        }
+    }
+
+    bool busy(const tx_message& m) const {
+        return busy_.count(m.wallet_id) || (m.to_wallet_id && busy_.count(*m.to_wallet_id));
     }
 
     static constexpr const char* wallet_cols =
@@ -195,6 +220,11 @@ private:
         for (std::size_t i = 0; i < items_.size(); ++i) {
             const auto& m = items_[i].msg;
             auto& o = out_[i];
+            if (busy(m)) {
+                auto id = busy_.count(m.wallet_id) ? m.wallet_id : *m.to_wallet_id;
+                o = {outcome_kind::busy, "wallet_busy", "wallet " + std::to_string(id) + " is locked by another batch", {}};
+                continue;
+            }
             auto row = rows_.find(m.transaction_id);
             if (row == rows_.end()) {
                 o = {outcome_kind::invalid, "unknown_transaction",
@@ -641,8 +671,10 @@ private:
     const std::string& replica_;
     std::vector<tx_event>& chained_;
     bool allow_chain_;
+    bool wait_for_wallets_;
     std::vector<outcome> out_;
     std::map<std::int64_t, wallet_state> wallets_;
+    std::set<std::int64_t> busy_;  // wallets another batch holds (only without waiting)
     std::unordered_set<std::string> inbox_;
     std::unordered_map<std::string, tx_row> rows_;
     std::vector<std::size_t> pending_;
@@ -656,13 +688,14 @@ private:
 
 processor::processor(db::pool& pool, std::string replica) : pool_(pool), replica_(std::move(replica)) {}
 
-std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained, bool allow_chain) {
+std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained, bool allow_chain,
+                                      bool wait_for_wallets) {
     std::vector<outcome> out;
     if (items.empty()) return out;
     std::vector<tx_event> extra;
     db::with_transaction(pool_, [&](pqxx::work& w) {
         extra.clear();  // a retried DB transaction starts over
-        out = batch(w, items, replica_, extra, allow_chain).run();
+        out = batch(w, items, replica_, extra, allow_chain, wait_for_wallets).run();
     });
     if (chained) *chained = std::move(extra);
     return out;

@@ -125,15 +125,18 @@ void worker::run(const std::function<bool()>& stop) {
         std::vector<held_delivery> batch;
         // Held deliveries of a lost connection will be redelivered: drop them here.
         auto gen = consumer_.generation();
+        auto now = std::chrono::steady_clock::now();
+        bool wait_for_wallets = false;
         for (auto& h : held_) {
-            if (h.d.generation == gen) batch.push_back(std::move(h));
+            if (h.d.generation != gen) continue;
+            if (h.busy_since && now - *h.busy_since >= opts_.busy_patience) wait_for_wallets = true;
+            batch.push_back(std::move(h));
         }
         held_.clear();
-        auto now = std::chrono::steady_clock::now();
-        for (auto& d : fresh) batch.push_back({std::move(d), now});
+        for (auto& d : fresh) batch.push_back({std::move(d), now, std::nullopt});
         settle(false);
         if (batch.empty()) continue;
-        handle(std::move(batch));
+        handle(std::move(batch), wait_for_wallets);
     }
     // Graceful stop: no new deliveries; finish and ack what is in flight; what is held
     // goes back to the broker.
@@ -144,7 +147,7 @@ void worker::run(const std::function<bool()>& stop) {
     log::info("stopped consuming", {{"processed", processed_.load()}});
 }
 
-void worker::handle(std::vector<held_delivery> batch) {
+void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
     auto t_start = std::chrono::steady_clock::now();
     auto us_since = [](std::chrono::steady_clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count();
@@ -184,7 +187,7 @@ void worker::handle(std::vector<held_delivery> batch) {
     auto apply_group = [&](const std::vector<batch_item>& group, const std::vector<std::size_t>& idx, bool allow_chain) {
         auto start = std::chrono::steady_clock::now();
         std::vector<tx_event> chained;
-        auto outcomes = processor_.apply(group, &chained, allow_chain);
+        auto outcomes = processor_.apply(group, &chained, allow_chain, wait_for_wallets);
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
         metrics::global().get_histogram("txp_ledger_batch_seconds", "Time to apply one batch in the database")
             .observe_us(static_cast<std::uint64_t>(us));
@@ -225,6 +228,17 @@ void worker::handle(std::vector<held_delivery> batch) {
                                {"status", o.event ? o.event->status : std::string("queued")}});
                     outcome_counter("duplicate").inc();
                     if (o.event) out.push_back({i, event_message(*o.event, batch[i].d), std::nullopt});
+                    break;
+                case outcome_kind::busy:
+                    // Another replica's batch holds one of its wallets: next batch, unnoticed
+                    // by anyone downstream (it was not applied, nothing was recorded).
+                    keep[i] = true;
+                    if (!batch[i].busy_since) batch[i].busy_since = std::chrono::steady_clock::now();
+                    outcome_counter("deferred_busy").inc();
+                    if (log::enabled(log::level::debug)) {
+                        log::debug("wallet busy in another batch; held for the next",
+                                   {{"transaction_id", m.transaction_id}, {"detail", o.detail}});
+                    }
                     break;
                 case outcome_kind::early: {
                     if (std::chrono::steady_clock::now() - batch[i].first_seen < opts_.hold_early) {

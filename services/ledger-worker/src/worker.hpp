@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace txp::ledger {
@@ -26,6 +27,10 @@ struct worker_options {
     // How long a message whose predecessor is not applied yet is held before it goes
     // through the shortest retry tier.
     std::chrono::milliseconds hold_early{1000};
+    // Batches do not wait for a wallet another replica's batch holds: its messages are held
+    // and retried. Once one has been held this long, the next batch waits for the locks (in
+    // id order, as before), so that a wallet other replicas keep busy is not starved.
+    std::chrono::milliseconds busy_patience{200};
     std::chrono::milliseconds publish_timeout{15000};
 };
 
@@ -44,6 +49,7 @@ private:
     struct held_delivery {
         amqp::delivery d;
         std::chrono::steady_clock::time_point first_seen;
+        std::optional<std::chrono::steady_clock::time_point> busy_since;  // first found busy
     };
     // One applied batch on its way out: its messages are published (with confirms) on the
     // publisher thread while the consumer thread applies the next batch; the deliveries
@@ -56,7 +62,7 @@ private:
         std::int64_t apply_us = 0;
         std::int64_t publish_us = 0;
     };
-    void handle(std::vector<held_delivery> batch);
+    void handle(std::vector<held_delivery> batch, bool wait_for_wallets);
     void publisher_loop();
     void settle(bool wait_all);
 
