@@ -111,7 +111,7 @@ struct consumer::impl {
             amqp_connection_state_t st = conn->state();
             if (cancelled && !amqp_frames_enqueued(st) && !amqp_data_in_buffer(st)) return std::nullopt;
             amqp_maybe_release_buffers(st);
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - detail::clock::now());
+            auto left = detail::ms_until(deadline);
             struct timeval tv = detail::to_timeval(left);
             amqp_envelope_t env;
             amqp_rpc_reply_t r = amqp_consume_message(st, &env, &tv, 0);
@@ -173,7 +173,7 @@ std::vector<delivery> consumer::next_batch(std::size_t max, std::chrono::millise
     out.push_back(std::move(*first));
     const auto until = detail::clock::now() + linger;
     while (out.size() < max) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - detail::clock::now());
+        auto left = detail::ms_until(until);
         auto d = impl_->next(std::max(left, std::chrono::milliseconds(0)));
         if (!d) break;
         // A reconnect in between makes the earlier ones unackable; keep them anyway, the

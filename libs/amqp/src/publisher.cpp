@@ -205,6 +205,15 @@ struct publisher::impl {
         amqp_maybe_release_buffers(conn->state());
     }
 
+    // The frames already read from the socket (one read often brings several confirms),
+    // without asking the socket again.
+    void drain_buffered(batch& b) {
+        auto st = conn->state();
+        while ((amqp_frames_enqueued(st) || amqp_data_in_buffer(st)) && read_frame(b, std::chrono::milliseconds(0))) {
+        }
+        amqp_maybe_release_buffers(st);
+    }
+
     void send_one(batch& b, std::size_t i) {
         const outgoing& m = b.msgs[i];
         // In flight before the attempt: if the publish fails half-way, the reconnect sends
@@ -243,9 +252,9 @@ struct publisher::impl {
                         drain(b);
                     }
                 }
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - detail::clock::now());
+                auto left = detail::ms_until(deadline);
                 if (left.count() <= 0) break;
-                if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain(b);
+                if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain_buffered(b);
             } catch (const detail::broker_error& e) {
                 fail_missing_exchange(b, e);
                 drop_connection(b, e);

@@ -96,6 +96,15 @@ private:
 
 struct timeval to_timeval(std::chrono::milliseconds d);
 
+// The time left until `t` as a timeout for rabbitmq-c, which polls for whole milliseconds
+// rounded down: a remainder under 1 ms becomes poll(0), so waiting out "the rest" of a
+// linger spins in poll(0) calls until the deadline. One millisecond more than the rounded-up
+// remainder lets the wait end past `t`; 0 once `t` has passed.
+inline std::chrono::milliseconds ms_until(clock::time_point t) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(t - clock::now());
+    return left.count() > 0 ? left + std::chrono::milliseconds(1) : std::chrono::milliseconds(0);
+}
+
 // Sleeps until `until` or `deadline`, whichever comes first; false if the deadline came first.
 bool sleep_until_before(clock::time_point until, clock::time_point deadline);
 
