@@ -17,4 +17,9 @@ SELECT format('CREATE DATABASE %I OWNER txp_admin', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
 "${psql[@]}" --dbname "$db" -f "$sql_dir/schemas.sql" >/dev/null
+# txp's server settings (shared buffers, checkpoints), read from the next start on: the
+# image's entrypoint restarts the server after these init scripts.
+if [ -n "${PGDATA:-}" ] && ! grep -q "txp.conf" "$PGDATA/postgresql.conf"; then
+  echo "include_if_exists = '$sql_dir/txp.conf'" >>"$PGDATA/postgresql.conf"
+fi
 echo "txp: roles, database \"$db\" and service schemas ready"

@@ -19,6 +19,7 @@ start_postgres() {
     log "creating PostgreSQL cluster $PG_VERSION/$PG_CLUSTER"
     pg_createcluster "$PG_VERSION" "$PG_CLUSTER" -p "$PG_PORT" >/dev/null
   fi
+  install_postgres_config
   log "starting PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT"
   pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
   for _ in $(seq 1 60); do
@@ -26,6 +27,18 @@ start_postgres() {
     sleep 0.5
   done
   log "PostgreSQL did not become ready"; return 1
+}
+
+# txp's server settings (deploy/postgres/txp.conf) into the cluster's conf.d, read when the
+# server starts; shared_buffers at most a quarter of the memory (TXP_PG_SHARED_BUFFERS
+# overrides, e.g. 512MB).
+install_postgres_config() {
+  local dir="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d" mem_mb buffers
+  mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+  buffers="${TXP_PG_SHARED_BUFFERS:-$(( mem_mb / 4 < 2048 ? mem_mb / 4 : 2048 ))MB}"
+  as_postgres mkdir -p "$dir"
+  sed "s/^shared_buffers = .*/shared_buffers = $buffers/" "$TXP_ROOT/deploy/postgres/txp.conf" \
+    | as_postgres tee "$dir/txp.conf" >/dev/null
 }
 
 rabbit_running() { rabbitmqctl -q status >/dev/null 2>&1; }
