@@ -214,16 +214,14 @@ struct publisher::impl {
         amqp_maybe_release_buffers(st);
     }
 
-    void send_one(batch& b, std::size_t i) {
+    // Queues one publish into `frames`; write_frames sends what is queued in one go.
+    void send_one(batch& b, std::size_t i, std::string& frames) {
         const outgoing& m = b.msgs[i];
-        // In flight before the attempt: if the publish fails half-way, the reconnect sends
+        // In flight before the attempt: if the write fails half-way, the reconnect sends
         // this message again with the others that were not confirmed.
         b.in_flight.emplace(next_seq++, i);
         detail::encoded_properties props(m.props);
-        int rc = amqp_basic_publish(conn->state(), conn->channel(), detail::bytes_of(m.exchange),
-                                    detail::bytes_of(m.routing_key), /*mandatory=*/1, /*immediate=*/0, props.get(),
-                                    detail::bytes_of(m.body));
-        conn->check_status(rc, "basic.publish");
+        conn->append_publish(frames, m.exchange, m.routing_key, /*mandatory=*/true, props.get(), m.body);
     }
 
     std::vector<publish_result> run(std::span<const outgoing> msgs, std::chrono::milliseconds timeout) {
@@ -242,16 +240,20 @@ struct publisher::impl {
             }
             try {
                 std::size_t since_drain = 0;
+                std::string frames;
                 while (!b.to_send.empty() && b.in_flight.size() < max_in_flight) {
                     std::size_t i = b.to_send.front();
                     b.to_send.pop_front();
                     if (b.done[i]) continue;
-                    send_one(b, i);
+                    send_one(b, i, frames);
                     if (++since_drain == drain_every) {
                         since_drain = 0;
+                        conn->write_frames(frames, deadline);
+                        frames.clear();
                         drain(b);
                     }
                 }
+                if (!frames.empty()) conn->write_frames(frames, deadline);
                 auto left = detail::ms_until(deadline);
                 if (left.count() <= 0) break;
                 if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain_buffered(b);

@@ -1,7 +1,12 @@
 // rabbitmq-c 0.11 plumbing shared by the publisher, the consumer and admin.
 #include "wire.hpp"
 
+#include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <csignal>
@@ -63,6 +68,85 @@ bool sleep_until_before(clock::time_point until, clock::time_point deadline) {
     }
     std::this_thread::sleep_until(deadline);
     return false;
+}
+
+namespace {
+
+void put8(std::string& out, std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+void put16(std::string& out, std::uint16_t v) {
+    put8(out, static_cast<std::uint8_t>(v >> 8));
+    put8(out, static_cast<std::uint8_t>(v));
+}
+void put32(std::string& out, std::uint32_t v) {
+    put16(out, static_cast<std::uint16_t>(v >> 16));
+    put16(out, static_cast<std::uint16_t>(v));
+}
+void put64(std::string& out, std::uint64_t v) {
+    put32(out, static_cast<std::uint32_t>(v >> 32));
+    put32(out, static_cast<std::uint32_t>(v));
+}
+
+// One frame (AMQP 0-9-1, 2.3.5): type, channel, payload size, payload, frame-end octet.
+void put_frame(std::string& out, std::uint8_t type, amqp_channel_t channel, std::string_view payload) {
+    put8(out, type);
+    put16(out, channel);
+    put32(out, static_cast<std::uint32_t>(payload.size()));
+    out.append(payload);
+    put8(out, AMQP_FRAME_END);
+}
+
+}  // namespace
+
+void connection::append_publish(std::string& out, const std::string& exchange, const std::string& routing_key,
+                                bool mandatory, const amqp_basic_properties_t* props, const std::string& body) {
+    char buf[4096];  // method arguments (two short strings) or the encoded properties
+    amqp_basic_publish_t m{};
+    m.exchange = bytes_of(exchange);
+    m.routing_key = bytes_of(routing_key);
+    m.mandatory = mandatory ? 1 : 0;
+    std::string payload;
+    put32(payload, AMQP_BASIC_PUBLISH_METHOD);
+    int n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, amqp_bytes_t{sizeof buf, buf});
+    if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding basic.publish: ") + amqp_error_string2(n));
+    payload.append(buf, static_cast<std::size_t>(n));
+    put_frame(out, AMQP_FRAME_METHOD, channel_, payload);
+
+    payload.clear();
+    put16(payload, AMQP_BASIC_CLASS);
+    put16(payload, 0);  // weight
+    put64(payload, body.size());
+    n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(props), amqp_bytes_t{sizeof buf, buf});
+    if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding message properties: ") + amqp_error_string2(n));
+    payload.append(buf, static_cast<std::size_t>(n));
+    put_frame(out, AMQP_FRAME_HEADER, channel_, payload);
+
+    // Body frames of at most frame_max - 8 octets (the frame's header and end).
+    const auto chunk = static_cast<std::size_t>(std::max(4096, amqp_get_frame_max(state_)) - 8);
+    for (std::size_t at = 0; at < body.size(); at += chunk) {
+        put_frame(out, AMQP_FRAME_BODY, channel_, std::string_view(body).substr(at, chunk));
+    }
+}
+
+void connection::write_frames(const std::string& frames, clock::time_point deadline) {
+    const int fd = amqp_get_sockfd(state_);
+    std::size_t at = 0;
+    while (at < frames.size()) {
+        ssize_t n = ::send(fd, frames.data() + at, frames.size() - at, MSG_NOSIGNAL);
+        if (n > 0) {
+            at += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            pollfd p{fd, POLLOUT, 0};
+            auto left = static_cast<int>(ms_until(deadline).count());
+            if (left > 0 && ::poll(&p, 1, left) > 0) continue;
+            broken_ = true;
+            throw broker_error(error_kind::connection, 0, "publishing: the socket stayed full until the deadline");
+        }
+        broken_ = true;
+        throw broker_error(error_kind::connection, 0, std::string("publishing: ") + std::strerror(errno));
+    }
 }
 
 connection::connection(const connection_options& opts) {

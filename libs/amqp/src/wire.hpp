@@ -57,6 +57,15 @@ public:
 
     void declare(const topology& t);
     void reopen_channel();   // after a channel error; throws broker_error
+
+    // basic.publish of many messages in one write: append_publish encodes each message's
+    // frames (method, content header, body) as amqp_basic_publish would send them, and
+    // write_frames sends them together (rabbitmq-c makes one send() per frame: three system
+    // calls and, on the broker's side, a wake-up per message). Throws broker_error when the
+    // socket fails or stays full until the deadline.
+    void append_publish(std::string& out, const std::string& exchange, const std::string& routing_key, bool mandatory,
+                        const amqp_basic_properties_t* props, const std::string& body);
+    void write_frames(const std::string& frames, clock::time_point deadline);
     void mark_broken() { broken_ = true; }
     bool broken() const { return broken_; }
 
