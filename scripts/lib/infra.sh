@@ -14,7 +14,15 @@ as_postgres() {
 }
 
 start_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then return 0; fi
+  install_postgres_config
+  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+    local want have
+    want=$(sed -n 's/^shared_buffers = //p' "/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d/txp.conf")
+    have=$(as_postgres psql -XAtqc "SELECT setting::bigint * 8 / 1024 || 'MB' FROM pg_settings WHERE name = 'shared_buffers'" 2>/dev/null)
+    [ -n "$have" ] && [ "$have" != "$want" ] &&
+      log "PostgreSQL is running with shared_buffers $have, not txp's $want: restart it (pg_ctlcluster $PG_VERSION $PG_CLUSTER restart) to apply deploy/postgres/txp.conf"
+    return 0
+  fi
   if ! pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}' | grep -qx "$PG_VERSION/$PG_CLUSTER"; then
     log "creating PostgreSQL cluster $PG_VERSION/$PG_CLUSTER"
     pg_createcluster "$PG_VERSION" "$PG_CLUSTER" -p "$PG_PORT" >/dev/null
@@ -30,11 +38,14 @@ start_postgres() {
 }
 
 # txp's server settings (deploy/postgres/txp.conf) into the cluster's conf.d, read when the
-# server starts; shared_buffers at most a quarter of the memory (TXP_PG_SHARED_BUFFERS
-# overrides, e.g. 512MB).
+# server starts; shared_buffers at most a quarter of the memory (of the cgroup's limit when
+# there is one; TXP_PG_SHARED_BUFFERS overrides, e.g. 512MB).
 install_postgres_config() {
-  local dir="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d" mem_mb buffers
+  local dir="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d" mem_mb limit buffers
+  [ -d "/etc/postgresql/$PG_VERSION/$PG_CLUSTER" ] || return 0  # no cluster yet: after pg_createcluster
   mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+  limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || true)
+  if [[ "$limit" =~ ^[0-9]+$ ]] && [ $((limit / 1048576)) -lt "$mem_mb" ]; then mem_mb=$((limit / 1048576)); fi
   buffers="${TXP_PG_SHARED_BUFFERS:-$(( mem_mb / 4 < 2048 ? mem_mb / 4 : 2048 ))MB}"
   as_postgres mkdir -p "$dir"
   sed "s/^shared_buffers = .*/shared_buffers = $buffers/" "$TXP_ROOT/deploy/postgres/txp.conf" \

@@ -99,14 +99,18 @@ void put_frame(std::string& out, std::uint8_t type, amqp_channel_t channel, std:
 
 void connection::append_publish(std::string& out, const std::string& exchange, const std::string& routing_key,
                                 bool mandatory, const amqp_basic_properties_t* props, const std::string& body) {
-    char buf[4096];  // method arguments (two short strings) or the encoded properties
+    // Room for the method's arguments or the encoded properties: as much as one frame holds,
+    // as rabbitmq-c allows (properties that do not fit a frame cannot be sent at all).
+    const auto frame_max = static_cast<std::size_t>(std::max(4096, amqp_get_frame_max(state_)));
+    if (scratch_.size() < frame_max) scratch_.resize(frame_max);
+    char* buf = scratch_.data();
     amqp_basic_publish_t m{};
     m.exchange = bytes_of(exchange);
     m.routing_key = bytes_of(routing_key);
     m.mandatory = mandatory ? 1 : 0;
     std::string payload;
     put32(payload, AMQP_BASIC_PUBLISH_METHOD);
-    int n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, amqp_bytes_t{sizeof buf, buf});
+    int n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, amqp_bytes_t{scratch_.size(), buf});
     if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding basic.publish: ") + amqp_error_string2(n));
     payload.append(buf, static_cast<std::size_t>(n));
     put_frame(out, AMQP_FRAME_METHOD, channel_, payload);
@@ -115,13 +119,13 @@ void connection::append_publish(std::string& out, const std::string& exchange, c
     put16(payload, AMQP_BASIC_CLASS);
     put16(payload, 0);  // weight
     put64(payload, body.size());
-    n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(props), amqp_bytes_t{sizeof buf, buf});
+    n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(props), amqp_bytes_t{scratch_.size(), buf});
     if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding message properties: ") + amqp_error_string2(n));
     payload.append(buf, static_cast<std::size_t>(n));
     put_frame(out, AMQP_FRAME_HEADER, channel_, payload);
 
     // Body frames of at most frame_max - 8 octets (the frame's header and end).
-    const auto chunk = static_cast<std::size_t>(std::max(4096, amqp_get_frame_max(state_)) - 8);
+    const auto chunk = frame_max - 8;
     for (std::size_t at = 0; at < body.size(); at += chunk) {
         put_frame(out, AMQP_FRAME_BODY, channel_, std::string_view(body).substr(at, chunk));
     }
@@ -140,7 +144,8 @@ void connection::write_frames(const std::string& frames, clock::time_point deadl
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             pollfd p{fd, POLLOUT, 0};
             auto left = static_cast<int>(ms_until(deadline).count());
-            if (left > 0 && ::poll(&p, 1, left) > 0) continue;
+            int ready = left > 0 ? ::poll(&p, 1, left) : 0;
+            if (ready > 0 || (ready < 0 && errno == EINTR)) continue;
             broken_ = true;
             throw broker_error(error_kind::connection, 0, "publishing: the socket stayed full until the deadline");
         }

@@ -72,6 +72,7 @@ public:
 private:
     amqp_connection_state_t state_ = nullptr;
     amqp_channel_t channel_ = 1;
+    std::vector<char> scratch_;  // append_publish's encoding buffer
     bool broken_ = false;
     bool logged_in_ = false;
 };

@@ -243,6 +243,7 @@ void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
                 case outcome_kind::early: {
                     if (std::chrono::steady_clock::now() - batch[i].first_seen < opts_.hold_early) {
                         keep[i] = true;  // its predecessor may be in the next batch
+                        batch[i].busy_since.reset();  // no longer waiting for a busy wallet
                         break;
                     }
                     // Not a failure: back through the shortest tier without counting an attempt.
