@@ -17,16 +17,11 @@ SELECT format('CREATE DATABASE %I OWNER txp_admin', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
 "${psql[@]}" --dbname "$db" -f "$sql_dir/schemas.sql" >/dev/null
-# txp's server settings (deploy/postgres/txp.conf: shared buffers, checkpoints) with
-# shared_buffers at most a quarter of the container's memory limit (or of the host's), read
-# from the next start on: the image's entrypoint restarts the server after these scripts.
-# A data volume initialised before keeps its settings.
-if [ -n "${PGDATA:-}" ] && [ -f "$sql_dir/txp.conf" ] && ! grep -q "txp.conf" "$PGDATA/postgresql.conf"; then
-  mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
-  limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || true)
-  if [[ "$limit" =~ ^[0-9]+$ ]] && [ $((limit / 1048576)) -lt "$mem_mb" ]; then mem_mb=$((limit / 1048576)); fi
-  sed "s/^shared_buffers = .*/shared_buffers = $(( mem_mb / 4 < 2048 ? mem_mb / 4 : 2048 ))MB/" "$sql_dir/txp.conf" \
-    >"$PGDATA/txp.conf"
+# txp's server settings (deploy/postgres/txp.conf, shared_buffers sized to the container by
+# txp-conf.sh), read from the next start on: the image's entrypoint restarts the server after
+# these scripts. A data volume initialised before keeps its settings.
+if [ -n "${PGDATA:-}" ] && [ -f "$sql_dir/txp-conf.sh" ] && ! grep -q "txp.conf" "$PGDATA/postgresql.conf"; then
+  bash "$sql_dir/txp-conf.sh" >"$PGDATA/txp.conf"
   echo "include_if_exists = 'txp.conf'" >>"$PGDATA/postgresql.conf"
 fi
 echo "txp: roles, database \"$db\" and service schemas ready"

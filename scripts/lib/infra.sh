@@ -37,19 +37,13 @@ start_postgres() {
   log "PostgreSQL did not become ready"; return 1
 }
 
-# txp's server settings (deploy/postgres/txp.conf) into the cluster's conf.d, read when the
-# server starts; shared_buffers at most a quarter of the memory (of the cgroup's limit when
-# there is one; TXP_PG_SHARED_BUFFERS overrides, e.g. 512MB).
+# txp's server settings (deploy/postgres/txp.conf, shared_buffers sized by txp-conf.sh) into
+# the cluster's conf.d, read when the server starts.
 install_postgres_config() {
-  local dir="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d" mem_mb limit buffers
+  local dir="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d"
   [ -d "/etc/postgresql/$PG_VERSION/$PG_CLUSTER" ] || return 0  # no cluster yet: after pg_createcluster
-  mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
-  limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || true)
-  if [[ "$limit" =~ ^[0-9]+$ ]] && [ $((limit / 1048576)) -lt "$mem_mb" ]; then mem_mb=$((limit / 1048576)); fi
-  buffers="${TXP_PG_SHARED_BUFFERS:-$(( mem_mb / 4 < 2048 ? mem_mb / 4 : 2048 ))MB}"
   as_postgres mkdir -p "$dir"
-  sed "s/^shared_buffers = .*/shared_buffers = $buffers/" "$TXP_ROOT/deploy/postgres/txp.conf" \
-    | as_postgres tee "$dir/txp.conf" >/dev/null
+  bash "$TXP_ROOT/deploy/postgres/txp-conf.sh" | as_postgres tee "$dir/txp.conf" >/dev/null
 }
 
 rabbit_running() { rabbitmqctl -q status >/dev/null 2>&1; }

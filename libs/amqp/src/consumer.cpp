@@ -173,8 +173,7 @@ std::vector<delivery> consumer::next_batch(std::size_t max, std::chrono::millise
     out.push_back(std::move(*first));
     const auto until = detail::clock::now() + linger;
     while (out.size() < max) {
-        auto left = detail::ms_until(until);
-        auto d = impl_->next(std::max(left, std::chrono::milliseconds(0)));
+        auto d = impl_->next(detail::ms_until(until));
         if (!d) break;
         // A reconnect in between makes the earlier ones unackable; keep them anyway, the
         // caller's acks will report it.

@@ -86,12 +86,17 @@ void put64(std::string& out, std::uint64_t v) {
     put32(out, static_cast<std::uint32_t>(v));
 }
 
-// One frame (AMQP 0-9-1, 2.3.5): type, channel, payload size, payload, frame-end octet.
-void put_frame(std::string& out, std::uint8_t type, amqp_channel_t channel, std::string_view payload) {
+// A frame (AMQP 0-9-1, 2.3.5): type, channel, payload size, payload, frame-end octet.
+// begin_frame writes the header with room for the size; end_frame fills it in and closes.
+std::size_t begin_frame(std::string& out, std::uint8_t type, amqp_channel_t channel) {
     put8(out, type);
     put16(out, channel);
-    put32(out, static_cast<std::uint32_t>(payload.size()));
-    out.append(payload);
+    put32(out, 0);
+    return out.size();
+}
+void end_frame(std::string& out, std::size_t payload_at) {
+    auto size = static_cast<std::uint32_t>(out.size() - payload_at);
+    for (int k = 0; k < 4; ++k) out[payload_at - 4 + k] = static_cast<char>(size >> (24 - 8 * k));
     put8(out, AMQP_FRAME_END);
 }
 
@@ -108,26 +113,28 @@ void connection::append_publish(std::string& out, const std::string& exchange, c
     m.exchange = bytes_of(exchange);
     m.routing_key = bytes_of(routing_key);
     m.mandatory = mandatory ? 1 : 0;
-    std::string payload;
-    put32(payload, AMQP_BASIC_PUBLISH_METHOD);
+    auto at = begin_frame(out, AMQP_FRAME_METHOD, channel_);
+    put32(out, AMQP_BASIC_PUBLISH_METHOD);
     int n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &m, amqp_bytes_t{scratch_.size(), buf});
     if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding basic.publish: ") + amqp_error_string2(n));
-    payload.append(buf, static_cast<std::size_t>(n));
-    put_frame(out, AMQP_FRAME_METHOD, channel_, payload);
+    out.append(buf, static_cast<std::size_t>(n));
+    end_frame(out, at);
 
-    payload.clear();
-    put16(payload, AMQP_BASIC_CLASS);
-    put16(payload, 0);  // weight
-    put64(payload, body.size());
+    at = begin_frame(out, AMQP_FRAME_HEADER, channel_);
+    put16(out, AMQP_BASIC_CLASS);
+    put16(out, 0);  // weight
+    put64(out, body.size());
     n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(props), amqp_bytes_t{scratch_.size(), buf});
     if (n < 0) throw broker_error(error_kind::channel, 0, std::string("encoding message properties: ") + amqp_error_string2(n));
-    payload.append(buf, static_cast<std::size_t>(n));
-    put_frame(out, AMQP_FRAME_HEADER, channel_, payload);
+    out.append(buf, static_cast<std::size_t>(n));
+    end_frame(out, at);
 
     // Body frames of at most frame_max - 8 octets (the frame's header and end).
     const auto chunk = frame_max - 8;
-    for (std::size_t at = 0; at < body.size(); at += chunk) {
-        put_frame(out, AMQP_FRAME_BODY, channel_, std::string_view(body).substr(at, chunk));
+    for (std::size_t from = 0; from < body.size(); from += chunk) {
+        at = begin_frame(out, AMQP_FRAME_BODY, channel_);
+        out.append(body, from, chunk);
+        end_frame(out, at);
     }
 }
 
