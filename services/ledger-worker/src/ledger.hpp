@@ -58,6 +58,9 @@ struct tx_event {
     std::optional<std::int64_t> to_balance_after;
     std::optional<std::string> reference;
     std::string occurred_at;
+    // Its place in the order the batch applied transactions in (1, 2, ...); 0 when an earlier
+    // batch applied it and this is announcing it again. Not part of the message.
+    std::uint64_t applied_rank = 0;
 
     // Deterministic, so a re-announcement carries the same id and consumers dedupe it.
     std::string event_id() const { return transaction_id + ":" + status; }

@@ -37,6 +37,7 @@ int run_worker() {
     wo.prefetch = static_cast<std::uint16_t>(config::get_int("TXP_PREFETCH", 300, 1, 10000));
     wo.hold_early = config::get_duration("TXP_HOLD_EARLY", std::chrono::milliseconds(1000));
     wo.busy_patience = config::get_duration("TXP_BUSY_PATIENCE", std::chrono::milliseconds(200));
+    wo.linger = config::get_duration("TXP_BATCH_LINGER", wo.linger);
     bool do_migrate = config::get_bool("TXP_MIGRATE", true);
 
     shutdown::install();

@@ -478,6 +478,7 @@ private:
         e.to_balance_after = u.to_balance_after;
         e.reference = m.reference;
         e.occurred_at = ids::iso8601_now();
+        e.applied_rank = ++applied_;
         if (!reject) {
             rows_[tx].status = "completed";  // a reversal later in this batch may reverse it
         }
@@ -682,6 +683,7 @@ private:
     std::vector<posting> postings_;
     std::vector<tx_update> updates_;
     std::vector<std::pair<std::string, std::string>> inbox_new_;
+    std::uint64_t applied_ = 0;  // transactions applied so far (tx_event::applied_rank)
 };
 
 }  // namespace
