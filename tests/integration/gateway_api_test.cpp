@@ -439,6 +439,29 @@ TEST_CASE("the OpenAPI document matches the routes the gateway serves", "[gatewa
     CHECK(metrics.body.find("txp_gateway_transactions_accepted_total") != std::string::npos);
 }
 
+TEST_CASE("a token logged out on one replica stops working on the others at once, not after their cache's TTL",
+          "[gateway][auth]") {
+    auto& f = gateway_fixture::shared();
+    // Another replica whose token cache would keep a token for a minute.
+    auto other = testing::start_gateway("revoke", {{"TXP_AUTH_CACHE_TTL", "60s"}});
+    auto u = f.new_user("revoke");
+    auto keep = f.call("POST", "/v1/auth/login", R"({"username":")" + u.username + R"(","password":")" + u.password + R"("})");
+    auto second = json_string(keep.body, "token");
+    REQUIRE(f.call("GET", "/v1/auth/profile", "", u.token, {}, other.base).status == 200);  // now cached there
+    REQUIRE(f.call("GET", "/v1/auth/profile", "", second, {}, other.base).status == 200);
+    REQUIRE(f.call("POST", "/v1/auth/logout", "", u.token).status == 204);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    http::client_response last;
+    while (std::chrono::steady_clock::now() < until) {
+        last = f.call("GET", "/v1/auth/profile", "", u.token, {}, other.base);
+        if (last.status != 200) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(is_problem(last, 401, "unauthorized"));
+    // The user's other token is untouched there.
+    CHECK(f.call("GET", "/v1/auth/profile", "", second, {}, other.base).status == 200);
+}
+
 TEST_CASE("rate limits and token expiry", "[gateway][limits]") {
     auto& f = gateway_fixture::shared();
     auto g = testing::start_gateway("strict", {{"TXP_RATE_LIMIT_RPS", "1"}, {"TXP_LOGIN_RATE_PER_MIN", "3"}, {"TXP_TOKEN_TTL", "2s"}});

@@ -3,6 +3,7 @@
 #include "api_internal.hpp"
 #include "credentials.hpp"
 
+#include "txp/amqp/topology.hpp"
 #include "txp/common/log.hpp"
 #include "txp/common/metrics.hpp"
 #include "txp/common/money.hpp"
@@ -296,7 +297,13 @@ api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_ba
       per_login(o.login_rate_per_min / 60.0, o.login_rate_per_min),
       tokens(o.auth_cache_ttl, o.auth_cache_size),
       dummy_hash(hash_password(new_token())),
-      workers(o.handler_threads) {}
+      workers(o.handler_threads) {
+    if (waiters) waiters->on_token_revoked([this](const std::string& token_hash) { tokens.revoke(token_hash); });
+}
+
+api::impl::~impl() {
+    if (waiters) waiters->on_token_revoked({});  // waits for a call in progress
+}
 
 api::api(db::pool& pool, const options& opts, outcome_waiters* waiters, acceptance_batcher& batcher, wallet_reader& wallets,
          readiness_check ready)
@@ -519,8 +526,18 @@ std::optional<http::response> api::impl::login(context& c) {
 
 std::optional<http::response> api::impl::logout(context& c) {
     in_transaction(pool, [&](pqxx::work& w) {
-        w.exec_params("UPDATE gateway.tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
-                      c.me().token_hash);
+        auto r = w.exec_params("UPDATE gateway.tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+                               c.me().token_hash);
+        // Every replica drops it from its token cache when this reaches it (the outbox
+        // publishes it after the commit; until then the cache's TTL bounds how long it lives).
+        if (r.affected_rows() > 0) {
+            amqp::outgoing m;
+            m.exchange = amqp::events_exchange;
+            m.routing_key = outcome_waiters::token_revoked_key;
+            m.props.type = outcome_waiters::token_revoked_type;
+            m.body = outcome_waiters::token_revoked_body(c.me().token_hash);
+            revocations.enqueue(w, m);
+        }
         return 0;
     });
     tokens.revoke(c.me().token_hash);

@@ -11,6 +11,7 @@
 
 #include "txp/common/json.hpp"
 #include "txp/db/db.hpp"
+#include "txp/outbox/outbox.hpp"
 #include "txp/http/message.hpp"
 
 #include <condition_variable>
@@ -208,11 +209,13 @@ struct api::impl {
     rate_limiter per_login;
     token_cache tokens;
     std::string dummy_hash;  // verified against when a username is unknown (same timing)
+    outbox::outbox revocations{"gateway.outbox", "txp_outbox"};  // auth.token_revoked to the other replicas
     std::shared_ptr<plaid_gateway> plaid = make_plaid_gateway(pool, opts);
     std::shared_ptr<notify_gateway> notify = make_notify_gateway(opts, waiters);
     blocking_pool workers;   // last: joined first, while everything its tasks use still exists
 
     impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_batcher& b, wallet_reader& wr, api::readiness_check r);
+    ~impl();
 
     void handle(http::request&& req, std::shared_ptr<http::response_writer> w);
     caller authenticate(const http::request& req);

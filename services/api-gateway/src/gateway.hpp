@@ -37,7 +37,8 @@ struct options {
     std::size_t max_in_flight = 0;
     std::chrono::milliseconds admission_wait{std::chrono::seconds(5)};
     // How long a token -> user lookup is reused. A token logged out on this replica dies at
-    // once; on other replicas it keeps working for at most this long. 0 turns the cache off.
+    // once; on other replicas when auth.token_revoked reaches them, and at the latest after
+    // this long (if the broker is late). 0 turns the cache off.
     std::chrono::milliseconds auth_cache_ttl{std::chrono::seconds(5)};
     std::size_t auth_cache_size = 100000;  // entries (about 200 bytes each)
     int wallet_readers = 1;          // threads answering GET /v1/wallets/{id}, one connection each

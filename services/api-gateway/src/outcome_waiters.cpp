@@ -106,6 +106,11 @@ void outcome_waiters::on_outcome(std::function<void(const std::string& transacti
     outcome_listener_ = std::move(listener);
 }
 
+void outcome_waiters::on_token_revoked(std::function<void(const std::string& token_hash)> listener) {
+    std::lock_guard lk(listener_mu_);
+    revoked_listener_ = std::move(listener);
+}
+
 std::size_t outcome_waiters::parked() const {
     std::lock_guard lock(mu_);
     return waiters_.size();
@@ -125,6 +130,23 @@ std::optional<std::pair<std::string, tx_outcome>> outcome_waiters::parse_event(c
     }
 }
 
+std::optional<std::string> outcome_waiters::parse_token_revoked(const std::string& body) {
+    try {
+        auto doc = json::parse(body);
+        auto hash = json::require_string(doc, "token_hash", 64);
+        if (hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+        return hash;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::string outcome_waiters::token_revoked_body(const std::string& token_hash) {
+    json::writer w;
+    w.start_object().kv("token_hash", token_hash).end_object();
+    return w.str();
+}
+
 void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
     log::scope tag("", "outcome-events");
     amqp::topology t;
@@ -137,6 +159,7 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
     t.queues.push_back(q);
     t.bindings.push_back({amqp::events_exchange, queue, "tx.*"});
     t.bindings.push_back({amqp::events_exchange, queue, "notify.created"});
+    t.bindings.push_back({amqp::events_exchange, queue, std::string(token_revoked_key)});
     opts.connection_name = "api-gateway events " + queue;
     amqp::consumer c(opts, t, queue, 500);
     log::info("listening for transaction outcomes", {{"queue", queue}});
@@ -147,6 +170,15 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
             if (d.routing_key == "notify.created") {
                 std::lock_guard lk(listener_mu_);
                 if (notify_listener_) notify_listener_(d.body);
+                continue;
+            }
+            if (d.routing_key == token_revoked_key) {
+                if (auto hash = parse_token_revoked(d.body)) {
+                    std::lock_guard lk(listener_mu_);
+                    if (revoked_listener_) revoked_listener_(*hash);
+                } else {
+                    log::warn("auth.token_revoked message without a valid token_hash; dropped");
+                }
                 continue;
             }
             if (auto ev = parse_event(d.body)) {

@@ -60,9 +60,18 @@ public:
     // Every terminal outcome heard on the queue (whoever accepted the transaction) is also
     // handed to this listener (the acceptance batcher's admission count). Thread-safe.
     void on_outcome(std::function<void(const std::string& transaction_id)> listener);
+    // And to auth.token_revoked (auth.token_revoked.v1): a token logged out on any replica,
+    // handed (its SHA-256 hex) to this listener, which drops it from the token cache.
+    void on_token_revoked(std::function<void(const std::string& token_hash)> listener);
 
     // Parses a tx.event.v1 body into (transaction id, outcome); nullopt when it is not one.
     static std::optional<std::pair<std::string, tx_outcome>> parse_event(const std::string& body);
+    // auth.token_revoked.v1: the body for a token hash, and the hash back (nullopt unless it
+    // is 64 lowercase hex digits).
+    static constexpr const char* token_revoked_key = "auth.token_revoked";
+    static constexpr const char* token_revoked_type = "auth.token_revoked.v1";
+    static std::string token_revoked_body(const std::string& token_hash);
+    static std::optional<std::string> parse_token_revoked(const std::string& body);
 
 private:
     struct waiter {
@@ -86,6 +95,7 @@ private:
     std::mutex listener_mu_;
     std::function<void(const std::string&)> notify_listener_;
     std::function<void(const std::string&)> outcome_listener_;
+    std::function<void(const std::string&)> revoked_listener_;
 };
 
 }  // namespace txp::gateway

@@ -1,7 +1,8 @@
 // A short-lived, bounded cache of bearer token -> caller, so that authenticating a request is
 // usually a hash lookup rather than a database query. A token logged out on this replica
-// stops working at once (logout leaves a tombstone that outlives every cached copy); on
-// other replicas it works for at most the cache's TTL longer. Token expiry is always exact.
+// stops working at once (logout leaves a tombstone that outlives every cached copy); other
+// replicas revoke it when the logout's auth.token_revoked message reaches them, so only a
+// late broker lets it work there up to the cache's TTL longer. Token expiry is always exact.
 #pragma once
 
 #include <chrono>
