@@ -108,6 +108,9 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
         earlier_ids.push_back(json_string(r.body, "transaction_id"));
     }
     REQUIRE(f.ledger().wait_final(earlier_ids, std::chrono::seconds(60)) == 0);
+    // Transaction ids are time-ordered (UUID version 7): later ones sort after earlier ones.
+    for (const auto& id : earlier_ids) CHECK(id.substr(14, 1) == "7");
+    CHECK(earlier_ids.back() > earlier_ids.front());
     auto groups_before = metric(f, g.base, "txp_gateway_accept_groups_total");
     auto grouped_before = metric(f, g.base, "txp_gateway_accept_group_requests_total");
     auto per_request_before = metric(f, g.base, "txp_gateway_accept_per_request_total");

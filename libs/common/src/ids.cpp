@@ -17,15 +17,30 @@ void random_bytes(unsigned char* out, std::size_t n) {
 }
 }  // namespace
 
-std::string uuid_v4() {
-    unsigned char b[16];
-    random_bytes(b, sizeof b);
-    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
-    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+namespace {
+std::string uuid_text(unsigned char (&b)[16], unsigned version) {
+    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
+    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC variant
     char out[37];
     std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                   b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
     return out;
+}
+}  // namespace
+
+std::string uuid_v4() {
+    unsigned char b[16];
+    random_bytes(b, sizeof b);
+    return uuid_text(b, 4);
+}
+
+std::string uuid_v7() {
+    unsigned char b[16];
+    random_bytes(b, sizeof b);
+    auto ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    for (int i = 5; i >= 0; --i, ms >>= 8) b[i] = static_cast<unsigned char>(ms & 0xff);
+    return uuid_text(b, 7);
 }
 
 bool is_uuid(std::string_view s) {

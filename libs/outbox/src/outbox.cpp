@@ -32,7 +32,7 @@ outbox::outbox(std::string table, std::string channel) : table_(std::move(table)
 }
 
 std::string outbox::enqueue(pqxx::work& w, const amqp::outgoing& m) const {
-    std::string id = m.props.message_id.empty() ? ids::uuid_v4() : m.props.message_id;
+    std::string id = m.props.message_id.empty() ? ids::uuid_v7() : m.props.message_id;
     w.exec_params("INSERT INTO " + table_ +
                       " (message_id, exchange, routing_key, body, type, correlation_id) VALUES ($1::uuid, $2, $3, $4, $5, $6)",
                   id, m.exchange, m.routing_key, m.body, m.props.type,

@@ -8,6 +8,10 @@
 namespace txp::ids {
 
 std::string uuid_v4();                 // random (CSPRNG), lower-case canonical form
+// RFC 9562 version 7: 48-bit Unix milliseconds, then 74 random bits (CSPRNG). Ids made
+// later sort after earlier ones (to the millisecond), so a B-tree index on them grows at its
+// right edge instead of touching a random page per insert.
+std::string uuid_v7();
 bool is_uuid(std::string_view s);      // canonical 8-4-4-4-12 hex
 std::int64_t unix_seconds();
 std::int64_t unix_micros();
