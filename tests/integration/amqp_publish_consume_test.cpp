@@ -156,6 +156,16 @@ TEST_CASE("an unroutable publish is returned, not confirmed", "[amqp][integratio
     pub.publish_one(q.message("ok-3", "{}"));
     admin a(options("amqp_test.returns.admin"));
     CHECK(eventually([&] { return a.queue_depth(q.name) == 3; }, 5s));
+
+    // Not mandatory (a broadcast nobody may be listening to): unroutable is confirmed.
+    outgoing broadcast = nowhere;
+    broadcast.mandatory = false;
+    std::vector<outgoing> more = {broadcast, q.message("ok-4", "{}")};
+    auto r2 = pub.publish(more, 10s);
+    REQUIRE(r2.size() == 2);
+    CHECK(r2[0].status == publish_status::confirmed);
+    CHECK(r2[1].status == publish_status::confirmed);
+    CHECK(eventually([&] { return a.queue_depth(q.name) == 4; }, 5s));
 }
 
 TEST_CASE("a publish to a missing exchange fails fast and the publisher recovers", "[amqp][integration]") {

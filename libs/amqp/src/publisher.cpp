@@ -221,7 +221,7 @@ struct publisher::impl {
         // this message again with the others that were not confirmed.
         b.in_flight.emplace(next_seq++, i);
         detail::encoded_properties props(m.props);
-        conn->append_publish(frames, m.exchange, m.routing_key, /*mandatory=*/true, props.get(), m.body);
+        conn->append_publish(frames, m.exchange, m.routing_key, m.mandatory, props.get(), m.body);
     }
 
     std::vector<publish_result> run(std::span<const outgoing> msgs, std::chrono::milliseconds timeout) {

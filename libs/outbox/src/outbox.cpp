@@ -34,9 +34,11 @@ outbox::outbox(std::string table, std::string channel) : table_(std::move(table)
 std::string outbox::enqueue(pqxx::work& w, const amqp::outgoing& m) const {
     std::string id = m.props.message_id.empty() ? ids::uuid_v7() : m.props.message_id;
     w.exec_params("INSERT INTO " + table_ +
-                      " (message_id, exchange, routing_key, body, type, correlation_id) VALUES ($1::uuid, $2, $3, $4, $5, $6)",
+                      " (message_id, exchange, routing_key, body, type, correlation_id, mandatory)"
+                      " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)",
                   id, m.exchange, m.routing_key, m.body, m.props.type,
-                  m.props.correlation_id.empty() ? std::nullopt : std::optional<std::string>(m.props.correlation_id));
+                  m.props.correlation_id.empty() ? std::nullopt : std::optional<std::string>(m.props.correlation_id),
+                  m.mandatory);
     w.exec("SELECT pg_notify('" + channel_ + "', '')");
     return id;
 }
@@ -73,6 +75,7 @@ std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::str
         o.props.type = r[5].as<std::string>();
         if (!r[6].is_null()) o.props.correlation_id = r[6].as<std::string>();
         o.props.timestamp = r[7].as<std::int64_t>();
+        o.mandatory = r[8].as<bool>();
         o.props.app_id = app_id;
         msgs.push_back(std::move(o));
     }

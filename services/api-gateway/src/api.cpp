@@ -536,6 +536,7 @@ std::optional<http::response> api::impl::logout(context& c) {
             m.routing_key = outcome_waiters::token_revoked_key;
             m.props.type = outcome_waiters::token_revoked_type;
             m.body = outcome_waiters::token_revoked_body(c.me().token_hash);
+            m.mandatory = false;  // no gateway listening: nothing to drop
             revocations.enqueue(w, m);
         }
         return 0;

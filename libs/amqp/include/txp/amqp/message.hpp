@@ -63,6 +63,10 @@ struct outgoing {
     std::string routing_key;
     std::string body;
     properties props;
+    // Mandatory (the default): a message no queue is bound to comes back as `returned`, an
+    // error its publisher handles. false for a broadcast that may have no listener at the
+    // moment (auth.token_revoked): unroutable, it is simply confirmed.
+    bool mandatory = true;
 };
 
 struct delivery {

@@ -3,7 +3,7 @@
 // marks them sent. A crash between publish and mark publishes again (at least once);
 // consumers deduplicate by message id. The table lives in the owning service's schema:
 //   id bigserial, message_id uuid, exchange, routing_key, body, type, correlation_id,
-//   created_at, sent_at (NULL while pending)
+//   created_at, sent_at (NULL while pending), mandatory (outgoing::mandatory)
 // and a NOTIFY on `channel` at commit wakes the relay at once.
 #pragma once
 
@@ -59,7 +59,8 @@ struct relay_options {
 // The SELECT list every relay reads pending rows with, and the conversion of those rows
 // into messages (ids[i] is the outbox row of messages[i]).
 inline constexpr const char* pending_columns =
-    "id, message_id::text, exchange, routing_key, body, type, correlation_id, extract(epoch FROM created_at)::bigint";
+    "id, message_id::text, exchange, routing_key, body, type, correlation_id, extract(epoch FROM created_at)::bigint, "
+    "mandatory";
 std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::string& app_id,
                                         std::vector<std::int64_t>& ids);
 
