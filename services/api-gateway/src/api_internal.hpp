@@ -11,8 +11,8 @@
 
 #include "txp/common/json.hpp"
 #include "txp/db/db.hpp"
-#include "txp/outbox/outbox.hpp"
 #include "txp/http/message.hpp"
+#include "txp/outbox/outbox.hpp"
 
 #include <condition_variable>
 #include <deque>

@@ -71,10 +71,8 @@ void worker::publisher_loop() {
             auto results = publisher_.publish(job.msgs, opts_.publish_timeout);
             for (std::size_t k = 0; k < results.size(); ++k) {
                 if (results[k].status == amqp::publish_status::confirmed) continue;
-                bool own = job.msg_delivery[k] != no_delivery;
-                if (own) job.ok[job.msg_delivery[k]] = false;
-                log::error(own ? "publish not confirmed; the message will be redelivered"
-                               : "publish not confirmed; the transaction's own message will announce it",
+                job.ok[job.msg_delivery[k]] = false;
+                log::error("publish not confirmed; the message will be redelivered",
                            {{"routing_key", job.msgs[k].routing_key}, {"status", amqp::to_string(results[k].status)},
                             {"detail", results[k].detail}});
             }
@@ -195,19 +193,24 @@ void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
         metrics::global().get_histogram("txp_ledger_batch_seconds", "Time to apply one batch in the database")
             .observe_us(static_cast<std::uint64_t>(us));
-        // What the batch applied is announced in the order it applied it, so that a wallet's
-        // outcomes reach the feed in its sequence order. That includes the transactions it
-        // applied from the database ahead of their messages (chaining): announced now, and
-        // again by their own messages when they come (same event id; consumers record it
-        // once), so a crash in between loses no event.
+        // What the batch applied is announced in the order it applied it (not the order the
+        // messages came in), so that a wallet's outcomes reach the feed in its sequence order.
+        // Transactions applied from the database ahead of their messages (chaining) are
+        // announced by their own messages when they come: they find them done and announce
+        // the recorded outcome (once; a crash in between loses nothing). Announcing them here
+        // as well would keep the feed in order after chaining too, but on a few hot wallets
+        // shared by 3 replicas most transactions are chained, and the second announcement of
+        // each cost a fifth of the throughput (measured: 1,575-1,715 vs 1,933-2,097/s).
         std::vector<std::pair<std::uint64_t, pending_publish>> announce;
+        auto announce_item = [&](std::size_t i, const tx_event& e) {
+            announce.push_back({e.applied_rank, {i, event_message(e, batch[i].d.props.correlation_id), std::nullopt}});
+        };
         for (const auto& e : chained) {
             log::info(e.status == "completed" ? "transaction completed" : "transaction rejected",
                       {{"transaction_id", e.transaction_id}, {"type", e.type}, {"wallet_id", e.wallet_id},
                        {"amount", e.amount}, {"currency", e.currency}, {"reason", e.reason.value_or("")},
                        {"balance_after", e.balance_after.value_or(0)}, {"chained", true}});
             outcome_counter(e.status == "completed" ? "completed" : "rejected").inc();
-            announce.push_back({e.applied_rank, {no_delivery, event_message(e, ""), std::nullopt}});
         }
         for (std::size_t k = 0; k < outcomes.size(); ++k) {
             auto i = idx[k];
@@ -229,14 +232,14 @@ void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
                                    {"reason", o.reason}, {"balance", o.event->balance_after.value_or(0)}});
                     }
                     outcome_counter(o.kind == outcome_kind::completed ? "completed" : "rejected").inc();
-                    announce.push_back({o.event->applied_rank, {i, event_message(*o.event, batch[i].d.props.correlation_id), std::nullopt}});
+                    announce_item(i, *o.event);
                     break;
                 case outcome_kind::duplicate:
                     log::info("already applied (a redelivery, or applied ahead of its message): announcing its outcome",
                               {{"transaction_id", m.transaction_id},
                                {"status", o.event ? o.event->status : std::string("queued")}});
                     outcome_counter("duplicate").inc();
-                    if (o.event) announce.push_back({o.event->applied_rank, {i, event_message(*o.event, batch[i].d.props.correlation_id), std::nullopt}});
+                    if (o.event) announce_item(i, *o.event);
                     break;
                 case outcome_kind::busy:
                     // Another replica's batch holds one of its wallets: next batch, unnoticed
@@ -315,7 +318,8 @@ void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
         try {
             if (auto ev = processor_.mark_failed(*p.fail_on_park,
                                                  amqp::header_text(p.msg.props.headers, amqp::header_error_reason))) {
-                failed_events.push_back({p.delivery, event_message(*ev, batch[p.delivery].d.props.correlation_id), std::nullopt});
+                const auto& cause = batch[p.delivery].d;
+                failed_events.push_back({p.delivery, event_message(*ev, cause.props.correlation_id), std::nullopt});
             }
         } catch (const std::exception& e) {
             log::error("could not mark a parked transaction failed (reconcile will show it queued)",
@@ -333,7 +337,7 @@ void worker::handle(std::vector<held_delivery> batch, bool wait_for_wallets) {
         job.deliveries.push_back(batch[i].d);
     }
     for (auto& p : out) {
-        job.msg_delivery.push_back(p.delivery == no_delivery ? no_delivery : job_index[p.delivery]);
+        job.msg_delivery.push_back(job_index[p.delivery]);
         job.msgs.push_back(std::move(p.msg));
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {

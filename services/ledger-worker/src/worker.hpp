@@ -54,13 +54,10 @@ private:
     // One applied batch on its way out: its messages are published (with confirms) on the
     // publisher thread while the consumer thread applies the next batch; the deliveries
     // are acked back on the consumer thread (rabbitmq-c connections are single-threaded).
-    static constexpr std::size_t no_delivery = static_cast<std::size_t>(-1);
     struct outbound {
         std::vector<amqp::delivery> deliveries;
         std::vector<amqp::outgoing> msgs;
-        // msgs[k] belongs to deliveries[msg_delivery[k]], or to none (no_delivery): an
-        // announcement whose own message announces it again later.
-        std::vector<std::size_t> msg_delivery;
+        std::vector<std::size_t> msg_delivery;  // msgs[k] belongs to deliveries[msg_delivery[k]]
         std::vector<bool> ok;                   // filled by the publisher thread
         std::int64_t apply_us = 0;
         std::int64_t publish_us = 0;
