@@ -1,7 +1,8 @@
 // Prefer: wait=N. A request that wants the outcome parks its response writer here; the
 // events thread (an exclusive, auto-delete queue bound to txp.events with tx.*) completes
 // it when the transaction's event arrives, and answers "still queued" at the deadline.
-// No io thread blocks while a client waits.
+// No io thread blocks while a client waits. The same queue also carries notify.created (for
+// the SSE streams) and auth.token_revoked (for the token cache) to their listeners.
 #pragma once
 
 #include "txp/amqp/message.hpp"
