@@ -330,6 +330,32 @@ TEST_CASE("a parked (failed) predecessor does not block its wallet", "[ledger][o
     CHECK(f.reconcile().empty());
 }
 
+TEST_CASE("a wallet moves past failed transactions it reaches later, as source or as destination", "[ledger][order]") {
+    testing::ledger_fixture f;
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto b = f.open_wallet(testing::test_owner(2));
+    auto c = f.open_wallet(testing::test_owner(3));
+    auto a1 = f.accept("deposit", a, std::nullopt, 100);     // a: 1
+    auto a2 = f.accept("withdrawal", a, std::nullopt, 10);   // a: 2, will fail
+    auto a3 = f.accept("deposit", a, std::nullopt, 7);       // a: 3
+    auto b1 = f.accept("deposit", b, std::nullopt, 50);      // b: 1
+    auto c1 = f.accept("deposit", c, std::nullopt, 30);      // c: 1
+    auto bc = f.accept("transfer", b, c, 5);                 // b: 2, c: 2 (destination), will fail
+    auto c3 = f.accept("deposit", c, std::nullopt, 9);       // c: 3
+    ledger::processor p(f.ledger_pool(), "test");
+    // Parked while their wallets still wait for earlier ones: nothing moves yet.
+    REQUIRE(p.mark_failed(a2, "apply_failed"));
+    REQUIRE(p.mark_failed(bc, "apply_failed"));
+    for (const auto* m : {&a1, &b1, &c1}) CHECK(apply_one(f, *m).kind == outcome_kind::completed);
+    // a waits for 2 and c for 2, both failed: each moves past it to the next.
+    CHECK(apply_one(f, a3).kind == outcome_kind::completed);
+    CHECK(apply_one(f, c3).kind == outcome_kind::completed);
+    CHECK(f.balance(a) == 107);
+    CHECK(f.balance(b) == 50);
+    CHECK(f.balance(c) == 39);
+    CHECK(f.reconcile().empty());
+}
+
 TEST_CASE("a message applied twice is applied once", "[ledger][idempotency]") {
     testing::ledger_fixture f;
     auto a = f.open_wallet(testing::test_owner(1));

@@ -294,10 +294,17 @@ private:
             ids.push_back(id);
             next.push_back(wallets_.at(id).next);
         }
+        // Two EXISTS, one per role, so that each is a range scan of the wallet's sequence index
+        // from its expected sequence on (its backlog). One EXISTS with an OR of the two roles
+        // was planned as a sequential scan of the whole table for every such batch: on the 5
+        // demo wallets with 3 replicas it took 82 ms per batch after 250,000 transactions, and
+        // throughput fell run after run as the table grew (1,876 -> 1,749 -> 1,340/s).
         auto r = w_.exec_params(
-            "SELECT v.w FROM unnest($1::bigint[], $2::bigint[]) AS v(w, n) WHERE EXISTS ("
-            "  SELECT 1 FROM ledger.transactions t WHERE t.status = 'failed' AND "
-            "  ((t.wallet_id = v.w AND t.sequence >= v.n) OR (t.to_wallet_id = v.w AND t.to_sequence >= v.n)))",
+            "SELECT v.w FROM unnest($1::bigint[], $2::bigint[]) AS v(w, n)"
+            " WHERE EXISTS (SELECT 1 FROM ledger.transactions t"
+            "                WHERE t.wallet_id = v.w AND t.sequence >= v.n AND t.status = 'failed')"
+            "    OR EXISTS (SELECT 1 FROM ledger.transactions t"
+            "                WHERE t.to_wallet_id = v.w AND t.to_sequence >= v.n AND t.status = 'failed')",
             db::array_literal(ids), db::array_literal(next));
         for (const auto& row : r) out.insert(row[0].as<std::int64_t>());
         return out;
