@@ -8,6 +8,7 @@
 #include "txp/common/metrics.hpp"
 #include "txp/common/money.hpp"
 #include "txp/http/ops.hpp"
+#include "txp/outbox/outbox.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -301,6 +302,11 @@ api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_ba
     if (waiters) waiters->on_token_revoked([this](const std::string& token_hash) { tokens.revoke(token_hash); });
 }
 
+const outbox::outbox& gateway_outbox() {
+    static const outbox::outbox box("gateway.outbox", "txp_outbox");
+    return box;
+}
+
 api::impl::~impl() {
     if (waiters) waiters->on_token_revoked({});  // waits for a call in progress
 }
@@ -537,7 +543,7 @@ std::optional<http::response> api::impl::logout(context& c) {
             m.props.type = outcome_waiters::token_revoked_type;
             m.body = outcome_waiters::token_revoked_body(c.me().token_hash);
             m.mandatory = false;  // no gateway listening: nothing to drop
-            revocations.enqueue(w, m);
+            gateway_outbox().enqueue(w, m);
         }
         return 0;
     });

@@ -12,7 +12,6 @@
 #include "txp/common/json.hpp"
 #include "txp/db/db.hpp"
 #include "txp/http/message.hpp"
-#include "txp/outbox/outbox.hpp"
 
 #include <condition_variable>
 #include <deque>
@@ -25,6 +24,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
+
+namespace txp::outbox {
+class outbox;
+}
 
 namespace txp::gateway {
 
@@ -198,6 +201,11 @@ std::shared_ptr<plaid_gateway> make_plaid_gateway(db::pool& pool, const options&
 class notify_gateway;
 std::shared_ptr<notify_gateway> make_notify_gateway(const options& opts, outcome_waiters* waiters);
 
+// gateway.outbox, whose inserts NOTIFY txp_outbox (the relay LISTENs): what the handlers
+// write messages into (sync jobs, auth.token_revoked). Accepted transactions go in set-based
+// from the acceptance batcher.
+const outbox::outbox& gateway_outbox();
+
 struct api::impl {
     db::pool& pool;
     options opts;
@@ -209,7 +217,6 @@ struct api::impl {
     rate_limiter per_login;
     token_cache tokens;
     std::string dummy_hash;  // verified against when a username is unknown (same timing)
-    outbox::outbox revocations{"gateway.outbox", "txp_outbox"};  // auth.token_revoked to the other replicas
     std::shared_ptr<plaid_gateway> plaid = make_plaid_gateway(pool, opts);
     std::shared_ptr<notify_gateway> notify = make_notify_gateway(opts, waiters);
     blocking_pool workers;   // last: joined first, while everything its tasks use still exists

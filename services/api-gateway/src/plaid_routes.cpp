@@ -43,16 +43,14 @@ class plaid_gateway {
 public:
     plaid_gateway(db::pool& pool, const plaid_config& cfg)
         : client_(cfg.client),
-          outbox_("gateway.outbox", "txp_outbox"),
           verifier_(plaid::webhook_verifier::fetch_with(client_)),
-          ctx_{pool, client_, cfg.cipher, plaid_sync::enqueue_into(outbox_), cfg.webhook_url} {}
+          ctx_{pool, client_, cfg.cipher, plaid_sync::enqueue_into(gateway_outbox()), cfg.webhook_url} {}
 
     plaid_sync::api_context& ctx() { return ctx_; }
     plaid::webhook_verifier& verifier() { return verifier_; }
 
 private:
     plaid::client client_;
-    outbox::outbox outbox_;
     plaid::webhook_verifier verifier_;
     plaid_sync::api_context ctx_;
 };
