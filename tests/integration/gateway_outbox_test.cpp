@@ -31,10 +31,10 @@ std::int64_t pending_for(gateway_fixture& f, const std::string& tx_id) {
         .as<std::int64_t>();
 }
 
-// txp_gateway_outbox_published_total from a gateway's /metrics.
+// txp_outbox_published_total of the gateway's outbox from a gateway's /metrics.
 std::int64_t published_total(gateway_fixture& f, const std::string& base) {
     auto body = f.call("GET", "/metrics", "", "", {}, base).body;
-    const std::string name = "txp_gateway_outbox_published_total ";
+    const std::string name = "txp_outbox_published_total{table=\"gateway.outbox\"} ";
     auto pos = body.find("\n" + name);
     if (pos == std::string::npos) return 0;
     return std::stoll(body.substr(pos + 1 + name.size()));

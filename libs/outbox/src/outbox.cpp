@@ -9,7 +9,9 @@
 
 #include <pqxx/notification>
 
+#include <memory>
 #include <regex>
+#include <string_view>
 
 namespace txp::outbox {
 
@@ -18,7 +20,7 @@ namespace {
 bool valid_table(const std::string& t) { return std::regex_match(t, std::regex("[a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*")); }
 bool valid_channel(const std::string& c) { return std::regex_match(c, std::regex("[a-z_][a-z0-9_]*")); }
 
-class wake_up : public pqxx::notification_receiver {
+class wake_up final : public pqxx::notification_receiver {
 public:
     wake_up(pqxx::connection_base& c, const std::string& channel) : pqxx::notification_receiver(c, channel) {}
     void operator()(const std::string&, int) override {}
@@ -43,22 +45,13 @@ std::string outbox::enqueue(pqxx::work& w, const amqp::outgoing& m) const {
     return id;
 }
 
-relay::relay(relay_options opts, db::pool& pool) : opts_(std::move(opts)), pool_(pool) {
-    if (!valid_table(opts_.table)) throw std::invalid_argument("outbox table must be schema.table: " + opts_.table);
-    if (!valid_channel(opts_.channel)) throw std::invalid_argument("outbox channel must be an identifier: " + opts_.channel);
-}
+namespace {
 
-relay::~relay() { stop(); }
-
-void relay::start() {
-    stop_ = false;
-    thread_ = std::thread([this] { run(); });
-}
-
-void relay::stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-}
+// The SELECT list the relay reads pending rows with, and the conversion of those rows into
+// messages (ids[i] is the outbox row of messages[i]).
+constexpr const char* pending_columns =
+    "id, message_id::text, exchange, routing_key, body, type, correlation_id, extract(epoch FROM created_at)::bigint, "
+    "mandatory";
 
 std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::string& app_id,
                                         std::vector<std::int64_t>& ids) {
@@ -82,77 +75,134 @@ std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::str
     return msgs;
 }
 
-std::size_t relay::relay_batch() {
-    if (!publisher_) publisher_ = std::make_unique<amqp::publisher>(opts_.amqp, amqp::txp_topology());
-    std::size_t done = 0;
-    db::with_transaction(pool_, [&](pqxx::work& w) {
-        done = 0;
+struct relay_metrics {
+    metrics::counter& published;
+    metrics::counter& unconfirmed;
+    metrics::histogram& batch;
+
+    explicit relay_metrics(const std::string& table)
+        : published(metrics::global().get_counter("txp_outbox_published_total",
+                                                  "Outbox messages confirmed by the broker and marked sent", {{"table", table}})),
+          unconfirmed(metrics::global().get_counter("txp_outbox_unconfirmed_total",
+                                                    "Outbox publishes not confirmed (left pending for the next round)",
+                                                    {{"table", table}})),
+          batch(metrics::global().get_histogram("txp_outbox_batch_seconds", "Time to publish and mark one outbox batch",
+                                                {{"table", table}})) {}
+};
+
+}  // namespace
+
+relay::relay(relay_options opts) : opts_(std::move(opts)) {
+    if (!valid_table(opts_.table)) throw std::invalid_argument("outbox table must be schema.table: " + opts_.table);
+    if (!valid_channel(opts_.channel)) throw std::invalid_argument("outbox channel must be an identifier: " + opts_.channel);
+}
+
+relay::~relay() { stop(); }
+
+void relay::start() {
+    stopping_ = false;
+    thread_ = std::thread([this] { run(); });
+}
+
+void relay::stop() {
+    stopping_ = true;
+    if (thread_.joinable()) thread_.join();
+}
+
+void relay::run() {
+    log::scope tag("", "outbox-relay");
+    relay_metrics m(opts_.table);
+    amqp::publisher publisher(opts_.amqp, amqp::txp_topology());
+    std::unique_ptr<pqxx::connection> conn;
+    std::unique_ptr<wake_up> listener;
+    auto last_cleanup = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    auto backoff = std::chrono::milliseconds(100);
+    bool broker_failing = false;  // the last round could not publish everything
+
+    // One batch: lock pending rows, publish, mark the confirmed ones, commit. Returns the rows
+    // taken, or 0 when some were not confirmed (the caller then waits before the next round).
+    auto relay_batch = [&]() -> std::size_t {
+        auto t0 = std::chrono::steady_clock::now();
+        pqxx::work w(*conn);
         auto rows = w.exec_params(std::string("SELECT ") + pending_columns + " FROM " + opts_.table +
                                       " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                                   static_cast<std::int64_t>(opts_.batch_size));
-        if (rows.empty()) return;
+        if (rows.empty()) return 0;
         std::vector<std::int64_t> row_ids;
         auto msgs = to_messages(rows, opts_.app_id, row_ids);
-        // Rows stay locked while they are published: another relay skips them.
-        auto results = publisher_->publish(msgs, opts_.publish_timeout);
+        auto results = publisher.publish(msgs, opts_.publish_timeout);
+        broker_failing = false;
         std::vector<std::int64_t> sent;
+        std::size_t failed = 0;
+        std::string first_problem;
         for (std::size_t i = 0; i < results.size(); ++i) {
             if (results[i].status == amqp::publish_status::confirmed) {
                 sent.push_back(row_ids[i]);
-            } else {
-                log::error("outbox message not confirmed; it stays pending",
-                           {{"message_id", msgs[i].props.message_id}, {"routing_key", msgs[i].routing_key},
-                            {"status", amqp::to_string(results[i].status)}, {"detail", results[i].detail}});
+            } else if (failed++ == 0) {
+                first_problem = msgs[i].routing_key + " " + msgs[i].props.message_id + ": " +
+                                amqp::to_string(results[i].status) + " " + results[i].detail;
             }
         }
         if (!sent.empty()) {
             w.exec_params("UPDATE " + opts_.table + " SET sent_at = now() WHERE id = ANY($1::bigint[])", db::array_literal(sent));
         }
-        done = sent.size();
-    });
-    published_ += done;
-    if (done) {
-        metrics::global()
-            .get_counter("txp_outbox_published_total", "Outbox messages published and confirmed", {{"table", opts_.table}})
-            .inc(done);
-    }
-    return done;
-}
+        w.commit();
+        published_ += sent.size();
+        m.published.inc(sent.size());
+        m.batch.observe_us(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+        if (failed > 0) {
+            m.unconfirmed.inc(failed);
+            broker_failing = true;
+            log::warn("outbox messages not confirmed; they stay pending for the next round",
+                      {{"table", opts_.table}, {"unconfirmed", failed}, {"confirmed", sent.size()}, {"first", first_problem}});
+            return 0;
+        }
+        return rows.size();
+    };
 
-void relay::run() {
-    std::unique_ptr<pqxx::connection> listen;
-    std::unique_ptr<wake_up> receiver;
-    auto last_prune = std::chrono::steady_clock::now() - std::chrono::hours(1);
-    while (!stop_) {
+    while (true) {
+        bool last_round = stopping_.load();
         try {
-            if (!listen) {
-                listen = std::make_unique<pqxx::connection>(opts_.database_url);
-                receiver = std::make_unique<wake_up>(*listen, opts_.channel);
+            if (!conn) {
+                conn = std::make_unique<pqxx::connection>(opts_.database_url);
+                listener = std::make_unique<wake_up>(*conn, opts_.channel);
+                log::info("outbox relay connected", {{"table", opts_.table}, {"database", db::redact_url(opts_.database_url)}});
+                backoff = std::chrono::milliseconds(100);
             }
-            std::size_t n;
-            do {
-                n = relay_batch();
-            } while (n == opts_.batch_size && !stop_);
-            if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(10)) {
-                last_prune = std::chrono::steady_clock::now();
-                db::with_transaction(pool_, [&](pqxx::work& w) {
-                    w.exec_params("DELETE FROM " + opts_.table + " WHERE sent_at < now() - $1::interval",
-                                  std::to_string(opts_.keep_sent.count()) + " hours");
-                });
+            if (!(last_round && broker_failing)) {
+                while (relay_batch() == opts_.batch_size) {
+                }
             }
-            // Sleep until a NOTIFY or the poll interval; wake often enough to notice stop().
+            if (last_round) break;
+            if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::minutes(1)) {
+                last_cleanup = std::chrono::steady_clock::now();
+                pqxx::work w(*conn);
+                auto gone = w.exec_params("DELETE FROM " + opts_.table + " WHERE sent_at < now() - $1 * interval '1 second'",
+                                          static_cast<std::int64_t>(std::chrono::seconds(opts_.keep_sent).count()));
+                w.commit();
+                if (gone.affected_rows() > 0) log::debug("outbox cleaned", {{"table", opts_.table}, {"deleted", gone.affected_rows()}});
+            }
+            // Sleep until a NOTIFY, the poll interval, or (checked often) a stop request.
             auto until = std::chrono::steady_clock::now() + opts_.poll_interval;
-            while (!stop_ && std::chrono::steady_clock::now() < until) {
-                if (listen->await_notification(0, 200'000) > 0) break;
+            while (!stopping_ && std::chrono::steady_clock::now() < until) {
+                if (conn->await_notification(0, 100'000) > 0) break;
             }
         } catch (const std::exception& e) {
-            log::warn("outbox relay failed; retrying", {{"table", opts_.table}, {"error", e.what()}});
-            receiver.reset();
-            listen.reset();
-            for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            log::warn("outbox relay round failed; retrying",
+                      {{"table", opts_.table}, {"error", std::string_view(e.what()).substr(0, 300)}});
+            listener.reset();
+            conn.reset();
+            if (last_round) break;
+            auto until = std::chrono::steady_clock::now() + backoff;
+            while (!stopping_ && std::chrono::steady_clock::now() < until) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         }
     }
-    if (publisher_) publisher_->close();
+    publisher.close();
+    log::info("outbox relay stopped", {{"table", opts_.table}, {"published", published_.load()}});
 }
 
 }  // namespace txp::outbox

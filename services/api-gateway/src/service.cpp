@@ -2,7 +2,6 @@
 // server, outbox relay, outcome listener) with its graceful stop.
 #include "api_internal.hpp"
 #include "credentials.hpp"
-#include "outbox_relay.hpp"
 
 #include "txp/amqp/admin.hpp"
 #include "txp/amqp/topology.hpp"
@@ -10,6 +9,7 @@
 #include "txp/common/log.hpp"
 #include "txp/db/migrations.hpp"
 #include "txp/http/server.hpp"
+#include "txp/outbox/outbox.hpp"
 
 #include <atomic>
 
@@ -76,7 +76,7 @@ struct service::impl {
     options opts;
     std::unique_ptr<db::pool> pool;
     outcome_waiters waiters;
-    std::unique_ptr<outbox_relay> relay;
+    std::unique_ptr<outbox::relay> relay;
     std::unique_ptr<acceptance_batcher> batcher;
     std::unique_ptr<wallet_reader> wallets;
     std::unique_ptr<api> handler;
@@ -115,11 +115,15 @@ void service::start() {
     s.amqp_opts.ep = amqp::endpoint::parse(s.opts.amqp_url);
     s.amqp_opts.connection_name = "api-gateway " + log::replica();
 
-    relay_options ro;
+    outbox::relay_options ro;
+    ro.table = gateway_outbox().table();
+    ro.channel = gateway_outbox().channel();
+    ro.app_id = "api-gateway";
+    ro.keep_sent = std::chrono::hours(1);
     ro.database_url = s.opts.database_url;
     ro.amqp = s.amqp_opts;
     ro.amqp.connection_name = "api-gateway outbox " + log::replica();
-    s.relay = std::make_unique<outbox_relay>(ro);
+    s.relay = std::make_unique<outbox::relay>(ro);
     s.relay->start();
     s.waiters.start(s.amqp_opts, log::replica());
 

@@ -26,21 +26,16 @@ void service::run(const std::function<bool()>& stop) {
     ro.channel = opts_.outbox_channel;
     ro.database_url = opts_.database_url;
     ro.amqp = opts_.amqp;
+    ro.amqp.connection_name = "plaid-sync " + opts_.replica + " outbox";
     ro.app_id = service_name;
-    outbox::relay relay(ro, pool_);
+    outbox::relay relay(ro);
     relay.start();
 
     std::vector<std::thread> threads;
     for (int i = 0; i < opts_.consumers; ++i) threads.emplace_back([this, &stop, i] { consume(stop, i); });
     threads.emplace_back([this, &stop] { schedule(stop); });
     for (auto& t : threads) t.join();
-    // What the last jobs wrote is published before we go (the relay polls once more).
-    try {
-        while (relay.relay_batch() > 0) {
-        }
-    } catch (const std::exception& e) {
-        log::warn("final outbox flush failed; the next start publishes it", {{"error", e.what()}});
-    }
+    // What the last jobs wrote is published before we go: the relay flushes once more.
     relay.stop();
 }
 

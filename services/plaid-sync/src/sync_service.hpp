@@ -15,7 +15,7 @@ namespace txp::plaid_sync {
 
 struct service_options {
     amqp::connection_options amqp;
-    std::string database_url;  // the outbox relay's LISTEN connection
+    std::string database_url;  // the outbox relay's own connection
     int consumers = 2;
     std::chrono::milliseconds sync_interval{15 * 60 * 1000};
     sync_options sync;

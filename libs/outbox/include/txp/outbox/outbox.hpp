@@ -13,14 +13,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-namespace txp::amqp {
-class publisher;
-}
 
 namespace txp::outbox {
 
@@ -45,37 +40,35 @@ private:
 struct relay_options {
     std::string table;
     std::string channel;
-    std::string database_url;  // the LISTEN connection (the batches use the pool)
+    std::string database_url;  // the relay's own connection: LISTEN and the batches
     amqp::connection_options amqp;
     std::string app_id;  // AMQP app_id of what is published
     std::size_t batch_size = 500;
     std::chrono::milliseconds poll_interval{1000};
-    std::chrono::milliseconds publish_timeout{15000};
+    std::chrono::milliseconds publish_timeout{5000};
     std::chrono::hours keep_sent{24};  // sent rows older than this are deleted
 };
 
-// Publishes pending rows. Safe with any number of relays (replicas) on the same table:
-// batches are claimed with FOR UPDATE SKIP LOCKED.
-// The SELECT list every relay reads pending rows with, and the conversion of those rows
-// into messages (ids[i] is the outbox row of messages[i]).
-inline constexpr const char* pending_columns =
-    "id, message_id::text, exchange, routing_key, body, type, correlation_id, extract(epoch FROM created_at)::bigint, "
-    "mandatory";
-std::vector<amqp::outgoing> to_messages(const pqxx::result& rows, const std::string& app_id,
-                                        std::vector<std::int64_t>& ids);
-
+// Publishes pending rows in a thread of its own, woken by NOTIFY on the channel and polling
+// as a fallback. Safe with any number of relays (replicas) on the same table: batches are
+// claimed with FOR UPDATE SKIP LOCKED and stay locked while they are published. A crash
+// between publish and the commit that marks rows sent publishes them again (at least once).
+// Rows the broker does not confirm stay pending, and the relay waits a poll interval before
+// trying again instead of spinning on a broker that is down. Database and broker failures
+// are retried with backoff.
+// Metrics (label table): txp_outbox_published_total, txp_outbox_unconfirmed_total,
+// txp_outbox_batch_seconds.
 class relay {
 public:
-    relay(relay_options opts, db::pool& pool);
+    explicit relay(relay_options opts);
     ~relay();  // stops
     relay(const relay&) = delete;
     relay& operator=(const relay&) = delete;
 
-    void start();  // a thread of its own
+    void start();
+    // Stops waiting, relays what is pending once more in the relay's thread (a last flush,
+    // skipped when the broker was failing: it would only delay the exit), and joins.
     void stop();
-
-    // One batch in the calling thread: returns how many rows were published and marked.
-    std::size_t relay_batch();
 
     std::uint64_t published() const { return published_.load(); }
 
@@ -83,9 +76,7 @@ private:
     void run();
 
     relay_options opts_;
-    db::pool& pool_;
-    std::unique_ptr<amqp::publisher> publisher_;
-    std::atomic<bool> stop_{false};
+    std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> published_{0};
     std::thread thread_;
 };
