@@ -5,7 +5,9 @@
 // commit fails, none of its requests is answered 202 from it (they are run again one by one,
 // so only the request that breaks the commit fails).
 #include "gateway_fixture.hpp"
+#include "message_tap.hpp"
 
+#include "txp/amqp/topology.hpp"
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
 #include "txp/testing/env.hpp"
@@ -49,7 +51,10 @@ std::int64_t transactions_with_key(gateway_fixture& f, std::int64_t user, const 
         .as<std::int64_t>();
 }
 
-// Outbox rows (sent or not) whose message names this transaction.
+// Copies of every ledger.transaction command published while the test runs.
+testing::message_tap ledger_commands() { return testing::message_tap(amqp::commands_exchange, "ledger.transaction"); }
+
+// Outbox rows (pending or kept after publishing) whose message names this transaction.
 std::int64_t outbox_rows_for(gateway_fixture& f, const std::string& tx_id) {
     auto l = f.ledger().gateway_pool().acquire();
     pqxx::read_transaction r(*l);
@@ -97,6 +102,7 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
     f.base();  // the shared gateway and worker run, so accepted transactions are applied
     // One committer and large groups: concurrent requests certainly share transactions.
     auto g = testing::start_gateway("batch", {{"TXP_ACCEPT_COMMITTERS", "1"}, {"TXP_ACCEPT_BATCH", "64"}});
+    auto published = ledger_commands();
     auto a = f.new_user("batch_a", g.base);
     auto b = f.new_user("batch_b", g.base);
     // Keys already used with another amount: reusing them is a conflict (TX409).
@@ -176,14 +182,16 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
     // through the per-request path that answers them.
     CHECK(metric(f, g.base, "txp_gateway_accept_per_request_total") - per_request_before == static_cast<std::int64_t>(n / 2));
 
-    // Every 202 is a committed transaction with exactly one outbox message; the ledger
-    // applies each exactly once.
+    // Every 202 is a committed transaction published exactly once; the ledger applies each
+    // exactly once; and the outbox keeps no row of it once published (TXP_OUTBOX_KEEP_SENT 0).
     REQUIRE(f.ledger().wait_final(accepted, std::chrono::seconds(60)) == 0);
+    published.settle();
     for (const auto& id : accepted) {
         INFO(id);
         CHECK(f.ledger().status(id) == "completed");
         CHECK(f.ledger().entry_count(id) == 2);
-        CHECK(outbox_rows_for(f, id) == 1);
+        CHECK(published.count("transaction_id", id) == 1);
+        CHECK(outbox_rows_for(f, id) == 0);
     }
     // Nothing else was accepted: no conflicting replay, nothing on b's wallet.
     for (int i = 0; i < conflicts; ++i) CHECK(transactions_with_key(f, a.id, "used-" + std::to_string(i)) == 1);
@@ -199,9 +207,11 @@ TEST_CASE("grouped acceptance: failing requests get their own errors, their neig
 TEST_CASE("grouped acceptance: duplicates of one new key, in a group or in concurrent groups, are one transaction",
           "[gateway][batch]") {
     auto& f = gateway_fixture::shared();
+    f.base();  // the shared worker applies what is accepted
     auto committers = GENERATE(as<std::string>{}, "1", "4");
     INFO(committers << " committers");
     auto g = testing::start_gateway("batch-dupes", {{"TXP_ACCEPT_COMMITTERS", committers}});
+    auto published = ledger_commands();
     auto u = f.new_user("batch_dupes", g.base);
     const std::string run = testing::unique_suffix();
     const std::size_t n = 120;  // 40 keys, three requests each, all at once
@@ -219,12 +229,17 @@ TEST_CASE("grouped acceptance: duplicates of one new key, in a group or in concu
         ids_by_key[k].insert(json_string(answers[i].body, "transaction_id"));
         if (!answers[i].header_value("Idempotent-Replayed").has_value()) ++created_by_key[k];
     }
+    // Published once each: wait until the ledger has them all, then count the copies.
+    std::vector<std::string> all_ids;
+    for (const auto& [k, ids] : ids_by_key) all_ids.insert(all_ids.end(), ids.begin(), ids.end());
+    REQUIRE(f.ledger().wait_final(all_ids, std::chrono::seconds(60)) == 0);
+    published.settle();
     for (const auto& [k, ids] : ids_by_key) {
         INFO("key " << k);
         CHECK(ids.size() == 1);
         CHECK(created_by_key[k] == 1);  // exactly one answer made it; the others replay it
         CHECK(transactions_with_key(f, u.id, "dupe-" + run + "-" + k) == 1);
-        CHECK(outbox_rows_for(f, *ids.begin()) == 1);
+        CHECK(published.count("transaction_id", *ids.begin()) == 1);
     }
     check_sequences_gap_free(f, u.wallet_id);
     CHECK(g.proc->terminate() == 0);
@@ -235,6 +250,7 @@ TEST_CASE("grouped acceptance: a key a concurrent group took first is answered a
     auto& f = gateway_fixture::shared();
     f.base();  // the shared worker applies what is accepted
     auto g = testing::start_gateway("batch-race", {{"TXP_ACCEPT_COMMITTERS", "2"}});
+    auto published = ledger_commands();
     auto u = f.new_user("batch_race", g.base);
     const std::string run = testing::unique_suffix();
     auto waiting_groups = [&] {
@@ -277,7 +293,9 @@ TEST_CASE("grouped acceptance: a key a concurrent group took first is answered a
     CHECK(first.header_value("Idempotent-Replayed").has_value() != second.header_value("Idempotent-Replayed").has_value());
     CHECK(metric(f, g.base, "txp_gateway_accept_per_request_total") - per_request_before == 1);
     CHECK(transactions_with_key(f, u.id, k) == 1);
-    CHECK(outbox_rows_for(f, id) == 1);
+    REQUIRE(f.ledger().wait_final({id}, std::chrono::seconds(60)) == 0);
+    published.settle();
+    CHECK(published.count("transaction_id", id) == 1);
 
     // The wallet's next transaction gets the next number: both are applied, in order.
     auto next = f.call("POST", "/v1/transactions", deposit(u.wallet_id, 5), u.token, key(k + "-next"), g.base);

@@ -5,8 +5,10 @@
 // refresh, webhook verification, removal, isolation between users, and no access token in any
 // answer.
 #include "gateway_fixture.hpp"
+#include "message_tap.hpp"
 #include "plaid_support.hpp"
 
+#include "txp/amqp/topology.hpp"
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
 #include "txp/testing/env.hpp"
@@ -45,14 +47,20 @@ struct recorder {
 
 rapidjson::Document parsed(const http::client_response& r) { return json::parse(r.body); }
 
-std::int64_t sync_jobs_in_gateway_outbox(const std::string& item_id) {
+// Copies of the plaid.sync jobs published while the test runs; the gateway's are those with
+// app_id api-gateway (plaid-sync's scheduler publishes jobs too).
+testing::message_tap sync_jobs() { return testing::message_tap(amqp::commands_exchange, "plaid.sync"); }
+
+// plaid.sync jobs still waiting in the gateway's outbox for this item.
+std::int64_t pending_sync_jobs_in_gateway_outbox(const std::string& item_id) {
     db::pool_options po;
     po.url = testing::database_url("gateway");
     po.size = 1;
     db::pool pool(po);
     auto l = pool.acquire();
     pqxx::read_transaction r(*l);
-    return r.exec_params("SELECT count(*) FROM gateway.outbox WHERE type = 'plaid.sync.v1' AND body::jsonb->>'item_id' = $1",
+    return r.exec_params("SELECT count(*) FROM gateway.outbox WHERE type = 'plaid.sync.v1' AND sent_at IS NULL "
+                         "AND body::jsonb->>'item_id' = $1",
                          item_id)[0][0]
         .as<std::int64_t>();
 }
@@ -119,7 +127,7 @@ TEST_CASE("the /v1/plaid routes link, list, sync, mirror, verify webhooks and re
     CHECK(parsed(lw)["wallet_id"].GetInt64() == alice.wallet_id);
 
     // ---- a new bank transaction, announced by a signed webhook: synced and mirrored ------
-    auto before_jobs = sync_jobs_in_gateway_outbox(item_id);
+    auto hook_jobs = sync_jobs();
     auto added = pf.emulator().control("POST", "/emulator/items/" + item_id + "/transactions",
                                        R"({"action":"add","amount":"-123.45","account_id":")" + checking + R"("})");
     const std::string salary_id = json::parse(added)["transaction_id"].GetString();
@@ -135,7 +143,8 @@ TEST_CASE("the /v1/plaid routes link, list, sync, mirror, verify webhooks and re
         }
         return false;
     }));
-    CHECK(sync_jobs_in_gateway_outbox(item_id) > before_jobs);  // the webhook queued it through the gateway
+    hook_jobs.settle();
+    CHECK(hook_jobs.count("item_id", item_id, "api-gateway") >= 1);  // the webhook queued it through the gateway
     REQUIRE(plaid_fixture::eventually([&] {
         auto t = api.call("GET", "/v1/transactions/" + mirror_id, alice.token);
         return t.status == 200 && std::string(parsed(t)["status"].GetString()) == "completed";
@@ -198,7 +207,7 @@ TEST_CASE("the /v1/plaid routes link, list, sync, mirror, verify webhooks and re
 
     // ---- webhooks that do not verify: 401, nothing queued --------------------------------
     {
-        auto jobs = sync_jobs_in_gateway_outbox(item_id);
+        auto jobs = sync_jobs();
         std::string body = R"({"webhook_type":"TRANSACTIONS","webhook_code":"SYNC_UPDATES_AVAILABLE","item_id":")" + item_id + R"("})";
         auto unsigned_hook = gf.call("POST", "/v1/plaid/webhook", body, "", {{"Content-Type", "application/json"}}, gw.base);
         api.bodies.push_back(unsigned_hook.body);
@@ -210,7 +219,9 @@ TEST_CASE("the /v1/plaid routes link, list, sync, mirror, verify webhooks and re
                               gw.base);
         api.bodies.push_back(forged.body);
         CHECK(forged.status == 401);
-        CHECK(sync_jobs_in_gateway_outbox(item_id) == jobs);
+        jobs.settle();
+        CHECK(jobs.count("item_id", item_id, "api-gateway") == 0);
+        CHECK(pending_sync_jobs_in_gateway_outbox(item_id) == 0);
     }
 
     // ---- another user sees none of it ---------------------------------------------------

@@ -1,6 +1,7 @@
 # Ledger integration tests: real PostgreSQL (and the broker and worker processes).
 add_library(txp_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/../support/process.cpp
-                                    ${CMAKE_CURRENT_LIST_DIR}/../support/ledger_fixture.cpp)
+                                    ${CMAKE_CURRENT_LIST_DIR}/../support/ledger_fixture.cpp
+                                    ${CMAKE_CURRENT_LIST_DIR}/../support/message_tap.cpp)
 target_include_directories(txp_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_link_libraries(txp_test_support PUBLIC txp::ledger txp::testing)
 target_compile_definitions(txp_test_support PRIVATE

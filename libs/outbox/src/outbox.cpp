@@ -118,6 +118,7 @@ void relay::run() {
     auto last_cleanup = std::chrono::steady_clock::now() - std::chrono::hours(1);
     auto backoff = std::chrono::milliseconds(100);
     bool broker_failing = false;  // the last round could not publish everything
+    const bool keep_sent = opts_.keep_sent.count() > 0;
 
     // One batch: lock pending rows, publish, mark the confirmed ones, commit. Returns the rows
     // taken, or 0 when some were not confirmed (the caller then waits before the next round).
@@ -144,7 +145,9 @@ void relay::run() {
             }
         }
         if (!sent.empty()) {
-            w.exec_params("UPDATE " + opts_.table + " SET sent_at = now() WHERE id = ANY($1::bigint[])", db::array_literal(sent));
+            w.exec_params(keep_sent ? "UPDATE " + opts_.table + " SET sent_at = now() WHERE id = ANY($1::bigint[])"
+                                    : "DELETE FROM " + opts_.table + " WHERE id = ANY($1::bigint[])",
+                          db::array_literal(sent));
         }
         w.commit();
         published_ += sent.size();
@@ -175,11 +178,12 @@ void relay::run() {
                 }
             }
             if (last_round) break;
+            // Also with keep_sent zero: rows kept under an earlier setting go.
             if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::minutes(1)) {
                 last_cleanup = std::chrono::steady_clock::now();
                 pqxx::work w(*conn);
                 auto gone = w.exec_params("DELETE FROM " + opts_.table + " WHERE sent_at < now() - $1 * interval '1 second'",
-                                          static_cast<std::int64_t>(std::chrono::seconds(opts_.keep_sent).count()));
+                                          static_cast<std::int64_t>(opts_.keep_sent.count()));
                 w.commit();
                 if (gone.affected_rows() > 0) log::debug("outbox cleaned", {{"table", opts_.table}, {"deleted", gone.affected_rows()}});
             }

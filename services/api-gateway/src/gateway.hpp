@@ -41,6 +41,8 @@ struct options {
     // this long (if the broker is late). 0 turns the cache off.
     std::chrono::milliseconds auth_cache_ttl{std::chrono::seconds(5)};
     std::size_t auth_cache_size = 100000;  // entries (about 200 bytes each)
+    // Published outbox rows are deleted at once (0) or kept this long for an operator.
+    std::chrono::seconds outbox_keep_sent{0};
     int wallet_readers = 1;          // threads answering GET /v1/wallets/{id}, one connection each
     std::size_t body_limit = 64 * 1024;
     std::chrono::milliseconds token_ttl{std::chrono::hours(24)};
