@@ -15,6 +15,7 @@ as_postgres() {
 
 start_postgres() {
   install_postgres_config
+  reserve_huge_pages
   if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
     local want have
     want=$(sed -n 's/^shared_buffers = //p' "/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d/txp.conf")
@@ -35,6 +36,34 @@ start_postgres() {
     sleep 0.5
   done
   log "PostgreSQL did not become ready"; return 1
+}
+
+# With TXP_PG_HUGE_PAGES=1 (scripts/bench's default; off for demo and test): reserves enough
+# huge pages for PostgreSQL's shared memory, machine-wide (vm.nr_hugepages, until reboot or set
+# back), when running as root. txp.conf's huge_pages = try uses them from the server's next
+# start and falls back to normal pages when there are too few. Reserved pages are memory no
+# other program can use, hence opt-in.
+reserve_huge_pages() {
+  [ "${TXP_PG_HUGE_PAGES:-0}" = 1 ] || return 0
+  local mb page_kb need have
+  mb=$(bash "$TXP_ROOT/deploy/postgres/txp-conf.sh" | sed -n 's/^shared_buffers = \([0-9]*\)MB$/\1/p')
+  page_kb=$(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo)
+  if [ -z "$mb" ] || [ -z "$page_kb" ]; then
+    log "huge pages: shared_buffers not in MB or no huge page support; PostgreSQL uses normal pages"; return 0
+  fi
+  need=$(( (mb * 1024 * 11 / 10 + 65536 + page_kb - 1) / page_kb ))  # the buffers, plus the rest of its shared memory
+  have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  [ "$have" -ge "$need" ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! { echo "$need" > /proc/sys/vm/nr_hugepages; } 2>/dev/null; then
+    log "huge pages: cannot reserve $need (needs root and a writable /proc/sys/vm/nr_hugepages); PostgreSQL uses normal pages"
+    return 0
+  fi
+  log "huge pages: $(cat /proc/sys/vm/nr_hugepages) of $((page_kb / 1024)) MB reserved for PostgreSQL (vm.nr_hugepages was $have)"
+}
+
+# True when some process (PostgreSQL, on a machine running txp) holds huge pages.
+huge_pages_in_use() {
+  awk '/^HugePages_Total:/ {t = $2} /^HugePages_Free:/ {f = $2} /^HugePages_Rsvd:/ {r = $2} END {exit !(t - f + r > 0)}' /proc/meminfo
 }
 
 # txp's server settings (deploy/postgres/txp.conf, shared_buffers sized by txp-conf.sh) into
