@@ -82,7 +82,7 @@ struct relay_metrics {
 
     explicit relay_metrics(const std::string& table)
         : published(metrics::global().get_counter("txp_outbox_published_total",
-                                                  "Outbox messages confirmed by the broker and marked sent", {{"table", table}})),
+                                                  "Outbox messages confirmed by the broker (and marked sent or deleted)", {{"table", table}})),
           unconfirmed(metrics::global().get_counter("txp_outbox_unconfirmed_total",
                                                     "Outbox publishes not confirmed (left pending for the next round)",
                                                     {{"table", table}})),
@@ -120,8 +120,9 @@ void relay::run() {
     bool broker_failing = false;  // the last round could not publish everything
     const bool keep_sent = opts_.keep_sent.count() > 0;
 
-    // One batch: lock pending rows, publish, mark the confirmed ones, commit. Returns the rows
-    // taken, or 0 when some were not confirmed (the caller then waits before the next round).
+    // One batch: lock pending rows (another relay skips them while they are published),
+    // publish, mark or delete the confirmed ones, commit. Returns the rows taken, or 0 when
+    // some were not confirmed (the caller then waits before the next round).
     auto relay_batch = [&]() -> std::size_t {
         auto t0 = std::chrono::steady_clock::now();
         pqxx::work w(*conn);
