@@ -185,6 +185,27 @@ TEST_CASE("a publish to a missing exchange fails fast and the publisher recovers
     CHECK(eventually([&] { return a.queue_depth(q.name) == 1; }, 5s));
 }
 
+TEST_CASE("keep_alive keeps an idle publisher's connection open; without it the broker closes it", "[amqp][integration]") {
+    scratch_queue q("idle");
+    auto opts = options("amqp_test.idle.pub");
+    opts.heartbeat = 1s;  // the broker closes a connection silent for two intervals
+    publisher kept(opts, q.topo);
+    publisher left(opts, q.topo);
+    kept.publish_one(q.message("kept-1", "{}"));
+    left.publish_one(q.message("left-1", "{}"));
+    const auto until = clock::now() + 5s;
+    while (clock::now() < until) {
+        kept.keep_alive();
+        std::this_thread::sleep_for(100ms);
+    }
+    kept.publish_one(q.message("kept-2", "{}"));
+    left.publish_one(q.message("left-2", "{}"));  // finds its connection gone and publishes on a new one
+    CHECK(kept.connections_opened() == 1);
+    CHECK(left.connections_opened() == 2);
+    admin a(options("amqp_test.idle.admin"));
+    CHECK(eventually([&] { return a.queue_depth(q.name) == 4; }, 5s));
+}
+
 TEST_CASE("after cancel no new deliveries arrive and the held ones can still be acked", "[amqp][integration]") {
     scratch_queue q("cancel");
     publisher pub(options("amqp_test.cancel.pub"), q.topo);

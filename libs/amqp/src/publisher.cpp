@@ -42,6 +42,8 @@ struct publisher::impl {
     // Confirm sequence number of the next publish on this channel. It runs on across
     // batches, so a late confirm from a batch that timed out never matches a newer message.
     std::uint64_t next_seq = 1;
+    detail::clock::time_point last_write{};
+    std::uint64_t opened = 0;
 
     impl(connection_options o, topology t)
         : opts(std::move(o)), topo(std::move(t)), retry(opts.backoff_initial, opts.backoff_max) {}
@@ -75,6 +77,8 @@ struct publisher::impl {
                 amqp_confirm_select(c->state(), c->channel());
                 c->check_last_rpc("confirm.select");
                 conn = std::move(c);
+                last_write = detail::clock::now();
+                ++opened;
                 retry.reset();
                 log::info("amqp publisher connected",
                           {{"endpoint", opts.ep.describe()}, {"connection_name", opts.connection_name}});
@@ -249,11 +253,15 @@ struct publisher::impl {
                     if (++since_drain == drain_every) {
                         since_drain = 0;
                         conn->write_frames(frames, deadline);
+                        last_write = detail::clock::now();
                         frames.clear();
                         drain(b);
                     }
                 }
-                if (!frames.empty()) conn->write_frames(frames, deadline);
+                if (!frames.empty()) {
+                    conn->write_frames(frames, deadline);
+                    last_write = detail::clock::now();
+                }
                 auto left = detail::ms_until(deadline);
                 if (left.count() <= 0) break;
                 if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain_buffered(b);
@@ -270,6 +278,28 @@ struct publisher::impl {
                                  : "no confirm before the timeout; connection down: " + last_error};
         }
         return b.results;
+    }
+
+    void keep_alive() {
+        if (!conn || opts.heartbeat.count() <= 0) return;
+        auto now = detail::clock::now();
+        if (now - last_write < opts.heartbeat / 2) return;
+        try {
+            amqp_frame_t beat{};
+            beat.frame_type = AMQP_FRAME_HEARTBEAT;
+            beat.channel = 0;
+            conn->check_status(amqp_send_frame(conn->state(), &beat), "sending a heartbeat");
+            last_write = now;
+            batch idle;  // nothing in flight: late confirms of a timed-out batch are dropped
+            drain(idle);
+        } catch (const detail::broker_error& e) {
+            last_error = e.what();
+            log::info("amqp publisher found its idle connection closed; the next publish reconnects",
+                      {{"endpoint", opts.ep.describe()}, {"error", e.what()}});
+            conn->mark_broken();
+            conn.reset();
+            next_attempt = now;
+        }
     }
 };
 
@@ -290,6 +320,10 @@ void publisher::publish_one(const outgoing& msg, std::chrono::milliseconds timeo
                             (r[0].detail.empty() ? "" : ": " + r[0].detail));
     }
 }
+
+void publisher::keep_alive() { impl_->keep_alive(); }
+
+std::uint64_t publisher::connections_opened() const { return impl_->opened; }
 
 void publisher::close() { impl_->conn.reset(); }
 

@@ -192,6 +192,7 @@ void relay::run() {
             auto until = std::chrono::steady_clock::now() + opts_.poll_interval;
             while (!stopping_ && std::chrono::steady_clock::now() < until) {
                 if (conn->await_notification(0, 100'000) > 0) break;
+                publisher.keep_alive();
             }
         } catch (const std::exception& e) {
             log::warn("outbox relay round failed; retrying",

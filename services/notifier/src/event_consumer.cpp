@@ -75,6 +75,7 @@ void event_consumer::run(const std::function<bool()>& stop) {
     while (!stop()) {
         auto batch = consumer_.next_batch(opts_.batch_size, std::chrono::milliseconds(200), opts_.linger);
         if (!batch.empty()) handle(std::move(batch));
+        else publisher_.keep_alive();
     }
     consumer_.cancel();
     log::info("stopped consuming", {{"recorded", recorded_.load()}});

@@ -123,6 +123,7 @@ struct webhook_dispatcher::impl {
                 stop_now = stopping;
             }
             if (!done.empty()) settle(done);
+            if (publisher) publisher->keep_alive();
             if (stop_now) {
                 if (in_flight == 0) break;
                 continue;

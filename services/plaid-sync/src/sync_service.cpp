@@ -47,7 +47,10 @@ void service::consume(const std::function<bool()>& stop, int index) {
     syncer s(pool_, client_, cipher_, enqueue_into(outbox_), opts_.sync);
     while (!stop()) {
         auto d = consumer.next(std::chrono::milliseconds(200));
-        if (!d) continue;
+        if (!d) {
+            publisher.keep_alive();
+            continue;
+        }
         log::scope scope(d->props.message_id, d->props.correlation_id);
         amqp::failure why;
         std::optional<amqp::failure> failed;

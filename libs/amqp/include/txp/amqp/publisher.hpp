@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -50,6 +51,18 @@ public:
 
     // Throws publish_error unless the message was confirmed.
     void publish_one(const outgoing& msg, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+    // For idle loops, called every second or so: when nothing was written for half the
+    // heartbeat interval, sends a heartbeat and reads what the broker sent meanwhile. The
+    // broker closes a connection that stays silent for two intervals, and rabbitmq-c sends
+    // heartbeats only while it is waiting for something; without this, every publish after
+    // a quiet spell found its connection gone and published again on a new one. Does
+    // nothing before the first publish; a connection found broken is dropped quietly (the
+    // next publish opens a new one).
+    void keep_alive();
+
+    // Connections opened so far (1 after the first publish, more after reconnects).
+    std::uint64_t connections_opened() const;
 
     void close();
 
