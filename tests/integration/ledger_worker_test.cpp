@@ -5,6 +5,7 @@
 
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
+#include "txp/common/schema.hpp"
 #include "txp/testing/env.hpp"
 
 #include <catch2/catch.hpp>
@@ -32,6 +33,41 @@ bool wait_depth(amqp::admin& a, const std::string& q, std::uint32_t n, std::chro
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return a.queue_depth(q) == n;
+}
+
+// One outcome as announced on txp.events.
+struct announced {
+    std::string event_id;
+    std::string routing_key;
+    std::int64_t balance_after = 0;
+    std::size_t message = 0;  // which message carried it (0, 1, ...)
+};
+
+// Takes the tx.events.v1 messages from notifier.events (each valid against its schema,
+// routed by its events' common status) until `n` outcomes were read or `limit` passed.
+std::vector<announced> take_announced(amqp::admin& a, std::size_t n, std::chrono::seconds limit) {
+    std::vector<announced> out;
+    auto until = std::chrono::steady_clock::now() + limit;
+    std::size_t messages = 0;
+    while (out.size() < n && std::chrono::steady_clock::now() < until) {
+        auto d = a.get("notifier.events");
+        if (!d) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        a.ack(d->delivery_tag);
+        CHECK(d->props.type == "tx.events.v1");
+        auto doc = json::parse(d->body);
+        CHECK_FALSE(schema::global().validate(d->props.type, doc));
+        for (const auto& e : doc["events"].GetArray()) {
+            CHECK(d->routing_key == "tx." + std::string(e["status"].GetString()));
+            auto balance = e.FindMember("balance_after");
+            out.push_back({e["event_id"].GetString(), d->routing_key,
+                           balance != e.MemberEnd() && balance->value.IsInt64() ? balance->value.GetInt64() : -1, messages});
+        }
+        ++messages;
+    }
+    return out;
 }
 
 }  // namespace
@@ -237,15 +273,15 @@ TEST_CASE("a message published twice is applied once and announced again", "[led
     REQUIRE(f.wait_final({m.transaction_id}) == 0);
     amqp::admin admin(f.amqp_options());
     // Three deliveries, three announcements of the same event id; one application.
-    REQUIRE(wait_depth(admin, "notifier.events", 3, std::chrono::seconds(30)));
+    auto events = take_announced(admin, 3, std::chrono::seconds(30));
     CHECK(w->terminate() == 0);
-    for (int i = 0; i < 3; ++i) {
-        auto d = admin.get("notifier.events");
-        REQUIRE(d);
-        CHECK(d->props.message_id == m.transaction_id + ":completed");
-        CHECK(d->routing_key == "tx.completed");
-        admin.ack(d->delivery_tag);
+    REQUIRE(events.size() == 3);
+    for (const auto& e : events) {
+        CHECK(e.event_id == m.transaction_id + ":completed");
+        CHECK(e.routing_key == "tx.completed");
+        CHECK(e.balance_after == 42);
     }
+    CHECK(admin.queue_depth("notifier.events") == 0);  // and nothing more
     CHECK(f.balance(a) == 42);
     CHECK(f.entry_count(m.transaction_id) == 2);
 }
@@ -263,22 +299,47 @@ TEST_CASE("a batch announces outcomes in the order it applied them, not the orde
     auto w = f.start_worker("in-order");
     REQUIRE(f.wait_final({first.transaction_id, second.transaction_id, third.transaction_id}) == 0);
     amqp::admin admin(f.amqp_options());
-    REQUIRE(wait_depth(admin, "notifier.events", 3, std::chrono::seconds(30)));
+    auto events = take_announced(admin, 3, std::chrono::seconds(30));
     CHECK(w->terminate() == 0);
     std::vector<std::string> order;
     std::vector<std::int64_t> balances;
-    for (int i = 0; i < 3; ++i) {
-        auto d = admin.get("notifier.events");
-        REQUIRE(d);
-        order.push_back(d->props.message_id);
-        balances.push_back(json::parse(d->body)["balance_after"].GetInt64());
-        admin.ack(d->delivery_tag);
+    for (const auto& e : events) {
+        order.push_back(e.event_id);
+        balances.push_back(e.balance_after);
     }
     CHECK(order == std::vector<std::string>{first.transaction_id + ":completed", second.transaction_id + ":completed",
                                             third.transaction_id + ":completed"});
     CHECK(balances == std::vector<std::int64_t>{30, 0, 5});
     CHECK(f.balance(a) == 5);
     CHECK(f.reconcile().empty());
+}
+
+TEST_CASE("a batch's outcomes go out as one message per run of the same status, in order", "[ledger][worker][order]") {
+    testing::ledger_fixture f;
+    f.purge_queues();
+    auto a = f.open_wallet(testing::test_owner(1));
+    auto d1 = f.accept("deposit", a, std::nullopt, 30);
+    auto too_much = f.accept("withdrawal", a, std::nullopt, 50);
+    auto d2 = f.accept("deposit", a, std::nullopt, 5);
+    auto d3 = f.accept("deposit", a, std::nullopt, 1);
+    f.publish({f.message_for(d1), f.message_for(too_much), f.message_for(d2), f.message_for(d3)});
+    auto w = f.start_worker("runs");
+    REQUIRE(f.wait_final({d1.transaction_id, too_much.transaction_id, d2.transaction_id, d3.transaction_id}) == 0);
+    amqp::admin admin(f.amqp_options());
+    auto events = take_announced(admin, 4, std::chrono::seconds(30));
+    CHECK(w->terminate() == 0);
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].event_id == d1.transaction_id + ":completed");
+    CHECK(events[1].event_id == too_much.transaction_id + ":rejected");
+    CHECK(events[1].routing_key == "tx.rejected");
+    CHECK(events[2].event_id == d2.transaction_id + ":completed");
+    CHECK(events[3].event_id == d3.transaction_id + ":completed");
+    CHECK(events[3].balance_after == 36);
+    // One batch (all four were queued before the worker started): three runs, three messages.
+    CHECK(events[0].message != events[1].message);
+    CHECK(events[1].message != events[2].message);
+    CHECK(events[2].message == events[3].message);
+    CHECK(admin.queue_depth("notifier.events") == 0);
 }
 
 TEST_CASE("a worker killed with SIGKILL mid-stream loses and doubles nothing", "[ledger][worker][fault]") {

@@ -143,6 +143,17 @@ amqp::outgoing notifier_fixture::tx_event(const tx_event_spec& s) {
     return o;
 }
 
+amqp::outgoing notifier_fixture::tx_events(const std::vector<amqp::outgoing>& singles) {
+    std::string body = R"({"events":[)";
+    for (std::size_t i = 0; i < singles.size(); ++i) body += (i ? "," : "") + singles[i].body;
+    body += "]}";
+    amqp::outgoing o = singles.front();
+    o.body = body;
+    o.props.message_id = ids::uuid_v4();
+    o.props.type = "tx.events.v1";
+    return o;
+}
+
 void notifier_fixture::publish(const std::vector<amqp::outgoing>& msgs) {
     if (!publisher_) publisher_ = std::make_unique<amqp::publisher>(amqp_options(), amqp::txp_topology());
     auto results = publisher_->publish(msgs, std::chrono::seconds(30));

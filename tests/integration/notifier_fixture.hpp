@@ -87,6 +87,8 @@ public:
 
     // Publishes a tx.event.v1 like the ledger-worker's; returns the message (id = event id).
     amqp::outgoing tx_event(const tx_event_spec& spec);
+    // Those events as one tx.events.v1 message, as a ledger-worker announces a run of them.
+    static amqp::outgoing tx_events(const std::vector<amqp::outgoing>& singles);
     void publish(const std::vector<amqp::outgoing>& msgs);
 
     // Empties notifier.events, its retry tiers and its error queue.

@@ -378,6 +378,37 @@ TEST_CASE("a subscription whose address is not allowed at delivery time is parke
     CHECK(n->terminate() == 0);
 }
 
+TEST_CASE("a tx.events.v1 message is recorded as its events, each once, with its own payload", "[notifier][feed]") {
+    notifier_fixture f;
+    f.purge_queues();
+    auto alice = notifier_fixture::fresh_user();
+    auto bob = notifier_fixture::fresh_user();
+    auto dep = f.tx_event({.owner = alice, .wallet = 11, .amount = 500, .balance_after = 500});
+    auto t = f.tx_event({.status = "completed", .type = "transfer", .owner = alice, .wallet = 11, .amount = 200,
+                         .balance_after = 300, .to_owner = bob, .to_wallet = 22, .to_balance_after = 200});
+    auto run = notifier_fixture::tx_events({dep, t});
+    auto n = f.start_notifier("runs");
+    // Announced twice (a worker that crashed before its ack announces again), and the
+    // deposit once more on its own, as an older worker would have.
+    f.publish({run, run, dep});
+    REQUIRE(eventually([&] { return feed_count(f, alice) == 2 && feed_count(f, bob) == 1; }));
+    auto af = feed_of(f, alice);
+    REQUIRE(af.size() == 2);
+    CHECK(af[1].event_id == dep.props.message_id);
+    CHECK(af[1].balance_after == 500);
+    CHECK(af[0].event_id == t.props.message_id);
+    CHECK(af[0].direction == "debit");
+    auto bf = feed_of(f, bob);
+    REQUIRE(bf.size() == 1);
+    CHECK(bf[0].event_id == t.props.message_id);
+    CHECK(bf[0].direction == "credit");
+    CHECK(bf[0].balance_after == 200);
+    // Each entry keeps its own event as payload, not the whole message.
+    CHECK(f.count("SELECT count(*) FROM notify.notifications WHERE event_id = $1 AND payload->>'event_id' = event_id"
+                  " AND payload->>'to_balance_after' = '200' AND NOT payload ? 'events' AND message_type = 'tx.event.v1'",
+                  t.props.message_id) == 2);  // both legs of the transfer
+}
+
 TEST_CASE("users see only their own feed; a transfer shows on both sides", "[notifier][feed]") {
     notifier_fixture f;
     f.purge_queues();

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,21 +20,62 @@ struct registry::impl {
     std::map<std::string, std::unique_ptr<rapidjson::SchemaDocument>, std::less<>> schemas;
 };
 
+namespace {
+
+constexpr std::string_view schema_suffix = ".schema.json";
+
+// Resolves a "$ref" to another file of proto/ ("tx.event.v1.schema.json#"), building the
+// referenced schema first. RapidJSON 1.1 hands over the part before '#' one character
+// short, later versions whole: both name the same file.
+class proto_refs : public rapidjson::IRemoteSchemaDocumentProvider {
+public:
+    proto_refs(std::map<std::string, rapidjson::Document>& sources,
+               std::map<std::string, std::unique_ptr<rapidjson::SchemaDocument>, std::less<>>& built)
+        : sources_(sources), built_(built) {}
+
+    const rapidjson::SchemaDocument* build(const std::string& file) {
+        if (auto it = built_.find(stem(file)); it != built_.end()) return it->second.get();
+        auto src = sources_.find(file);
+        if (src == sources_.end()) return nullptr;
+        if (!building_.insert(file).second) throw std::runtime_error("schema " + file + " refers to itself");
+        auto doc = std::make_unique<rapidjson::SchemaDocument>(src->second, this);
+        building_.erase(file);
+        return built_.emplace(stem(file), std::move(doc)).first->second.get();
+    }
+
+    const rapidjson::SchemaDocument* GetRemoteDocument(const char* uri, rapidjson::SizeType length) override {
+        std::string_view given(uri, length);
+        for (const auto& [file, doc] : sources_) {
+            if (file.starts_with(given) && file.size() <= given.size() + 1) return build(file);
+        }
+        throw std::runtime_error("schema $ref to an unknown file: " + std::string(given));
+    }
+
+    static std::string stem(const std::string& file) { return file.substr(0, file.size() - schema_suffix.size()); }
+
+private:
+    std::map<std::string, rapidjson::Document>& sources_;
+    std::map<std::string, std::unique_ptr<rapidjson::SchemaDocument>, std::less<>>& built_;
+    std::set<std::string> building_;
+};
+
+}  // namespace
+
 registry::registry(std::string proto_dir) : impl_(std::make_unique<impl>()) {
     namespace fs = std::filesystem;
     if (!fs::is_directory(proto_dir)) throw std::runtime_error("schema directory not found: " + proto_dir);
+    std::map<std::string, rapidjson::Document> sources;  // by file name
     for (const auto& entry : fs::directory_iterator(proto_dir)) {
         auto name = entry.path().filename().string();
-        const std::string suffix = ".schema.json";
-        if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+        if (name.size() <= schema_suffix.size() || !name.ends_with(schema_suffix)) continue;
         std::ifstream in(entry.path());
         std::stringstream ss;
         ss << in.rdbuf();
-        auto doc = json::parse(ss.str(), 64);
-        impl_->schemas.emplace(name.substr(0, name.size() - suffix.size()),
-                               std::make_unique<rapidjson::SchemaDocument>(doc));
+        sources.emplace(name, json::parse(ss.str(), 64));
     }
-    if (impl_->schemas.empty()) throw std::runtime_error("no *.schema.json in " + proto_dir);
+    if (sources.empty()) throw std::runtime_error("no *.schema.json in " + proto_dir);
+    proto_refs refs(sources, impl_->schemas);
+    for (const auto& [file, doc] : sources) refs.build(file);
 }
 
 registry::~registry() = default;

@@ -30,3 +30,19 @@ TEST_CASE("every schema in proto/ loads", "[schema]") {
     schema::registry reg(TXP_TEST_PROTO_DIR);
     CHECK(reg.knows("tx.event.v1"));
 }
+
+TEST_CASE("a schema refers to another file of proto/: tx.events.v1 holds tx.event.v1 elements", "[schema]") {
+    schema::registry reg(TXP_TEST_PROTO_DIR);
+    REQUIRE(reg.knows("tx.events.v1"));
+    const std::string event = R"({"event_id":"0f8fad5b-d9cb-469f-a165-70867728950e:completed",
+        "transaction_id":"0f8fad5b-d9cb-469f-a165-70867728950e","status":"completed","type":"deposit",
+        "wallet_id":101,"amount":500,"currency":"USD","occurred_at":"2026-11-22T10:00:00Z"})";
+    CHECK_FALSE(reg.validate("tx.events.v1", json::parse(R"({"events":[)" + event + "," + event + "]}")));
+    CHECK(reg.validate("tx.events.v1", json::parse(R"({"events":[]})")));
+    // An element that breaks tx.event.v1 (a float amount) fails the whole message.
+    auto bad = std::string(event);
+    bad.replace(bad.find("500"), 3, "5.5");
+    auto reason = reg.validate("tx.events.v1", json::parse(R"({"events":[)" + event + "," + bad + "]}"));
+    REQUIRE(reason);
+    CHECK(reason->find("/events/1") != std::string::npos);
+}

@@ -84,14 +84,23 @@ TEST_CASE("the token cache reuses lookups for its TTL, never past the token's ex
 }
 
 TEST_CASE("tx events parse into outcomes", "[gateway][events]") {
-    auto ev = outcome_waiters::parse_event(
+    auto one = outcome_waiters::parse_events(
         R"({"event_id":"x:rejected","transaction_id":"3f2c4e1a-8b7d-4c2e-9f10-2a3b4c5d6e7f","status":"rejected","reason":"insufficient_funds"})");
-    REQUIRE(ev);
-    CHECK(ev->first == "3f2c4e1a-8b7d-4c2e-9f10-2a3b4c5d6e7f");
-    CHECK(ev->second.status == "rejected");
-    CHECK(ev->second.reason == std::optional<std::string>("insufficient_funds"));
-    CHECK_FALSE(outcome_waiters::parse_event("{"));
-    CHECK_FALSE(outcome_waiters::parse_event(R"({"transaction_id":"x","status":"queued"})"));
+    REQUIRE(one.size() == 1);
+    CHECK(one[0].first == "3f2c4e1a-8b7d-4c2e-9f10-2a3b4c5d6e7f");
+    CHECK(one[0].second.status == "rejected");
+    CHECK(one[0].second.reason == std::optional<std::string>("insufficient_funds"));
+    // tx.events.v1: every outcome of the run, in order; what is not an outcome is left out.
+    auto run = outcome_waiters::parse_events(
+        R"({"events":[{"transaction_id":"a","status":"completed"},{"transaction_id":"b","status":"queued"},)"
+        R"(7,{"transaction_id":"c","status":"completed"}]})");
+    REQUIRE(run.size() == 2);
+    CHECK(run[0].first == "a");
+    CHECK(run[1].first == "c");
+    CHECK_FALSE(run[1].second.reason);
+    CHECK(outcome_waiters::parse_events("{").empty());
+    CHECK(outcome_waiters::parse_events(R"({"transaction_id":"x","status":"queued"})").empty());
+    CHECK(outcome_waiters::parse_events(R"({"events":{"transaction_id":"x","status":"completed"}})").empty());
 }
 
 TEST_CASE("openapi.json describes exactly the routes the router serves", "[gateway][openapi]") {

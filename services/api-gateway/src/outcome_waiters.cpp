@@ -116,18 +116,32 @@ std::size_t outcome_waiters::parked() const {
     return waiters_.size();
 }
 
-std::optional<std::pair<std::string, tx_outcome>> outcome_waiters::parse_event(const std::string& body) {
+std::vector<std::pair<std::string, tx_outcome>> outcome_waiters::parse_events(const std::string& body) {
+    std::vector<std::pair<std::string, tx_outcome>> out;
+    auto one = [&](const rapidjson::Value& ev) {
+        try {
+            auto id = json::require_string(ev, "transaction_id", 64);
+            tx_outcome o;
+            o.status = json::require_string(ev, "status", 32);
+            o.reason = json::optional_string(ev, "reason", 200);
+            if (o.status == "completed" || o.status == "rejected" || o.status == "failed") out.emplace_back(std::move(id), std::move(o));
+        } catch (const std::exception&) {
+        }
+    };
     try {
         auto doc = json::parse(body);
-        auto id = json::require_string(doc, "transaction_id", 64);
-        tx_outcome o;
-        o.status = json::require_string(doc, "status", 32);
-        o.reason = json::optional_string(doc, "reason", 200);
-        if (o.status != "completed" && o.status != "rejected" && o.status != "failed") return std::nullopt;
-        return std::make_pair(std::move(id), std::move(o));
+        if (!doc.IsObject()) return out;
+        auto events = doc.FindMember("events");
+        if (events == doc.MemberEnd()) {
+            one(doc);
+        } else if (events->value.IsArray()) {
+            for (const auto& ev : events->value.GetArray()) {
+                if (ev.IsObject()) one(ev);
+            }
+        }
     } catch (const std::exception&) {
-        return std::nullopt;
     }
+    return out;
 }
 
 std::optional<std::string> outcome_waiters::parse_token_revoked(const std::string& body) {
@@ -181,10 +195,10 @@ void outcome_waiters::run(amqp::connection_options opts, std::string queue) {
                 }
                 continue;
             }
-            if (auto ev = parse_event(d.body)) {
-                complete(ev->first, ev->second);
+            for (auto& [id, outcome] : parse_events(d.body)) {
+                complete(id, outcome);
                 std::lock_guard lk(listener_mu_);
-                if (outcome_listener_) outcome_listener_(ev->first);
+                if (outcome_listener_) outcome_listener_(id);
             }
         }
         if (!batch.empty()) c.ack_up_to(batch.back());

@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 namespace txp::gateway {
 
@@ -65,8 +66,9 @@ public:
     // handed (its SHA-256 hex) to this listener, which drops it from the token cache.
     void on_token_revoked(std::function<void(const std::string& token_hash)> listener);
 
-    // Parses a tx.event.v1 body into (transaction id, outcome); nullopt when it is not one.
-    static std::optional<std::pair<std::string, tx_outcome>> parse_event(const std::string& body);
+    // Parses a tx.events.v1 body (or a single tx.event.v1) into (transaction id, outcome)
+    // pairs, in order; elements that are not outcomes are left out.
+    static std::vector<std::pair<std::string, tx_outcome>> parse_events(const std::string& body);
     // auth.token_revoked.v1: the body for a token hash, and the hash back (nullopt unless it
     // is 64 lowercase hex digits).
     static constexpr const char* token_revoked_key = "auth.token_revoked";

@@ -13,7 +13,9 @@
 namespace txp::ledger {
 
 inline constexpr const char* message_type = "ledger.transaction.v1";
-inline constexpr const char* event_type = "tx.event.v1";
+// Outcomes go out as tx.events.v1: runs of tx.event.v1 elements of the same status.
+inline constexpr const char* events_type = "tx.events.v1";
+inline constexpr std::size_t max_events_per_message = 500;
 
 struct tx_message {
     std::string transaction_id;

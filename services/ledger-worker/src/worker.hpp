@@ -57,7 +57,7 @@ private:
     struct outbound {
         std::vector<amqp::delivery> deliveries;
         std::vector<amqp::outgoing> msgs;
-        std::vector<std::size_t> msg_delivery;  // msgs[k] belongs to deliveries[msg_delivery[k]]
+        std::vector<std::vector<std::size_t>> msg_deliveries;  // msgs[k] belongs to these deliveries
         std::vector<bool> ok;                   // filled by the publisher thread
         std::int64_t apply_us = 0;
         std::int64_t publish_us = 0;

@@ -33,6 +33,65 @@ std::optional<std::string> opt_str(const rapidjson::Value& v, const char* k, std
 
 }  // namespace
 
+namespace {
+
+// The fields every event shares; false (and `why`) when its timestamp is not one.
+bool common_fields(const rapidjson::Value& ev, event_leg& base, invalid_event& why) {
+    auto occurred = opt_str(ev, "occurred_at", 64);
+    if (occurred && !is_timestamp(*occurred)) {
+        why = {"invalid_timestamp", "occurred_at is not an ISO-8601 timestamp: " + occurred->substr(0, 40)};
+        return false;
+    }
+    base.occurred_at = occurred.value_or(ids::iso8601_now());
+    base.status = opt_str(ev, "status");
+    base.reason = opt_str(ev, "reason");
+    base.transaction_id = opt_str(ev, "transaction_id");
+    if (base.transaction_id && !ids::is_uuid(*base.transaction_id)) base.transaction_id.reset();
+    base.amount = opt_int(ev, "amount");
+    base.currency = opt_str(ev, "currency", 3);
+    if (base.currency && base.currency->size() != 3) base.currency.reset();
+    base.wallet_id = opt_int(ev, "wallet_id");
+    return true;
+}
+
+// A transaction's outcome (a tx.event.v1, alone or an element of tx.events.v1): leg 0 for
+// the wallet's owner and, for a completed transfer, leg 1 for the destination's owner.
+bool tx_legs(const rapidjson::Value& ev, event_leg base, std::vector<event_leg>& legs, invalid_event& why) {
+    if (!common_fields(ev, base, why)) return false;
+    base.message_type = tx_event_type;
+    base.event_type = "tx." + *base.status;
+    base.transaction_type = opt_str(ev, "type");
+    auto owner = opt_int(ev, "owner_id");
+    if (!owner) {
+        why = {"no_recipient", "the event has no owner_id, so there is no user to notify"};
+        return false;
+    }
+    const auto& tt = *base.transaction_type;
+    event_leg source = base;
+    source.user_id = *owner;
+    source.balance_after = opt_int(ev, "balance_after");
+    source.counterparty_wallet_id = opt_int(ev, "to_wallet_id");
+    if (tt == "deposit") source.direction = "credit";
+    else if (tt == "withdrawal" || tt == "payment" || tt == "transfer") source.direction = "debit";
+    legs.push_back(source);
+    // The recipient of a transfer hears of money that arrived, not of attempts that failed.
+    auto to_owner = opt_int(ev, "to_owner_id");
+    auto to_wallet = opt_int(ev, "to_wallet_id");
+    if (tt == "transfer" && *base.status == "completed" && to_owner && to_wallet) {
+        event_leg dest = base;
+        dest.leg = 1;
+        dest.user_id = *to_owner;
+        dest.wallet_id = to_wallet;
+        dest.counterparty_wallet_id = base.wallet_id;
+        dest.balance_after = opt_int(ev, "to_balance_after");
+        dest.direction = "credit";
+        legs.push_back(dest);
+    }
+    return true;
+}
+
+}  // namespace
+
 std::optional<std::vector<event_leg>> parse_event(const amqp::delivery& d, invalid_event& why) {
     const std::string& type = d.props.type;
     if (type.empty() || type.rfind("notify.", 0) == 0 || !schema::global().knows(type)) {
@@ -51,63 +110,30 @@ std::optional<std::vector<event_leg>> parse_event(const amqp::delivery& d, inval
         why = {"schema_invalid", *err};
         return std::nullopt;
     }
-    std::string event_id = d.props.message_id.empty() ? opt_str(doc, "event_id").value_or("") : d.props.message_id;
-    if (event_id.empty() || event_id.size() > 200) {
-        why = {"missing_event_id", "the message has no message_id (nor a body event_id) of 1 to 200 characters"};
-        return std::nullopt;
-    }
-    auto occurred = opt_str(doc, "occurred_at", 64);
-    if (occurred && !is_timestamp(*occurred)) {
-        why = {"invalid_timestamp", "occurred_at is not an ISO-8601 timestamp: " + occurred->substr(0, 40)};
-        return std::nullopt;
-    }
-
-    event_leg base;
-    base.event_id = event_id;
-    base.message_type = type;
-    base.payload = d.body;
-    base.occurred_at = occurred.value_or(ids::iso8601_now());
-    base.status = opt_str(doc, "status");
-    base.reason = opt_str(doc, "reason");
-    base.transaction_id = opt_str(doc, "transaction_id");
-    if (base.transaction_id && !ids::is_uuid(*base.transaction_id)) base.transaction_id.reset();
-    base.amount = opt_int(doc, "amount");
-    base.currency = opt_str(doc, "currency", 3);
-    if (base.currency && base.currency->size() != 3) base.currency.reset();
-    base.wallet_id = opt_int(doc, "wallet_id");
-
     std::vector<event_leg> legs;
-    if (type == tx_event_type) {
-        base.event_type = "tx." + *base.status;
-        base.transaction_type = opt_str(doc, "type");
-        auto owner = opt_int(doc, "owner_id");
-        if (!owner) {
-            why = {"no_recipient", "the event has no owner_id, so there is no user to notify"};
-            return std::nullopt;
-        }
-        const auto& tt = *base.transaction_type;
-        event_leg source = base;
-        source.user_id = *owner;
-        source.balance_after = opt_int(doc, "balance_after");
-        source.counterparty_wallet_id = opt_int(doc, "to_wallet_id");
-        if (tt == "deposit") source.direction = "credit";
-        else if (tt == "withdrawal" || tt == "payment" || tt == "transfer") source.direction = "debit";
-        legs.push_back(source);
-        // The recipient of a transfer hears of money that arrived, not of attempts that failed.
-        auto to_owner = opt_int(doc, "to_owner_id");
-        auto to_wallet = opt_int(doc, "to_wallet_id");
-        if (tt == "transfer" && *base.status == "completed" && to_owner && to_wallet) {
-            event_leg dest = base;
-            dest.leg = 1;
-            dest.user_id = *to_owner;
-            dest.wallet_id = to_wallet;
-            dest.counterparty_wallet_id = base.wallet_id;
-            dest.balance_after = opt_int(doc, "to_balance_after");
-            dest.direction = "credit";
-            legs.push_back(dest);
+    if (type == tx_events_type) {
+        // Each element is an event of its own, with its own id and payload.
+        for (const auto& ev : doc["events"].GetArray()) {
+            event_leg base;
+            base.event_id = ev["event_id"].GetString();
+            base.payload = json::to_string(ev);
+            if (!tx_legs(ev, std::move(base), legs, why)) return std::nullopt;
         }
         return legs;
     }
+    event_leg base;
+    base.event_id = d.props.message_id.empty() ? opt_str(doc, "event_id").value_or("") : d.props.message_id;
+    if (base.event_id.empty() || base.event_id.size() > 200) {
+        why = {"missing_event_id", "the message has no message_id (nor a body event_id) of 1 to 200 characters"};
+        return std::nullopt;
+    }
+    base.payload = d.body;
+    if (type == tx_event_type) {
+        if (!tx_legs(doc, std::move(base), legs, why)) return std::nullopt;
+        return legs;
+    }
+    if (!common_fields(doc, base, why)) return std::nullopt;
+    base.message_type = type;
     // Another event type with a schema (plaid.* later): one leg for its user.
     auto user = opt_int(doc, "user_id");
     if (!user) user = opt_int(doc, "owner_id");

@@ -18,6 +18,7 @@ namespace txp::notifier {
 inline constexpr const char* created_type = "notify.created.v1";
 inline constexpr const char* webhook_type = "notify.webhook.v1";
 inline constexpr const char* tx_event_type = "tx.event.v1";
+inline constexpr const char* tx_events_type = "tx.events.v1";
 
 // One user's view of an event: a row of notify.notifications to be.
 struct event_leg {
@@ -48,7 +49,8 @@ struct invalid_event {
 
 // Parses one delivery. Accepts any `type` whose schema is in proto/ (validated against it),
 // except the notifier's own notify.* types. tx.event.v1 yields leg 0 for the wallet's
-// owner and, for a completed transfer, leg 1 for the destination's owner; other types
+// owner and, for a completed transfer, leg 1 for the destination's owner; tx.events.v1
+// yields those of each of its events (each with its own event_id and payload); other types
 // yield one leg for the body's user_id or owner_id. Returns nullopt and fills `why` when
 // the message must be parked.
 std::optional<std::vector<event_leg>> parse_event(const amqp::delivery& d, invalid_event& why);
