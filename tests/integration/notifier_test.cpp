@@ -409,6 +409,26 @@ TEST_CASE("a tx.events.v1 message is recorded as its events, each once, with its
                   t.props.message_id) == 2);  // both legs of the transfer
 }
 
+TEST_CASE("a backlog of large runs is recorded in transactions of about 1,000 entries, not one", "[notifier][feed]") {
+    notifier_fixture f;
+    f.purge_queues();
+    auto user = notifier_fixture::fresh_user();
+    std::vector<amqp::outgoing> runs;
+    for (int r = 0; r < 3; ++r) {
+        std::vector<amqp::outgoing> events;
+        for (int i = 0; i < 600; ++i) events.push_back(f.tx_event({.owner = user, .wallet = 31, .amount = 1 + i}));
+        runs.push_back(notifier_fixture::tx_events(events));
+    }
+    f.publish(runs);  // queued before the notifier starts: its first batch takes all three
+    auto n = f.start_notifier("backlog");
+    REQUIRE(eventually([&] { return feed_count(f, user) == 1800; }, std::chrono::seconds(60)));
+    // Rows of one transaction share its now(): one transaction per 600-entry message.
+    CHECK(f.count("SELECT count(DISTINCT created_at) FROM notify.notifications WHERE user_id = $1::bigint",
+                  std::to_string(user)) == 3);
+    CHECK(f.count("SELECT count(DISTINCT user_seq) FROM notify.notifications WHERE user_id = $1::bigint",
+                  std::to_string(user)) == 1800);
+}
+
 TEST_CASE("users see only their own feed; a transfer shows on both sides", "[notifier][feed]") {
     notifier_fixture f;
     f.purge_queues();

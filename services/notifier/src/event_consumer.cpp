@@ -142,9 +142,13 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
                                       {"new_deliveries", r.new_deliveries}, {"us", static_cast<std::int64_t>(us)}});
     };
 
-    if (!legs.empty()) {
+    // The legs of deliveries [from, to) of `legs` in one DB transaction; when it fails, each
+    // delivery's legs are routed (or, for a permanent failure, recorded one delivery at a time).
+    auto record_chunk = [&](std::size_t from, std::size_t to) {
+        std::vector<event_leg> chunk(legs.begin() + static_cast<std::ptrdiff_t>(from),
+                                     legs.begin() + static_cast<std::ptrdiff_t>(to));
         try {
-            record_group(legs);
+            record_group(chunk);
         } catch (const db::db_error& e) {
             std::vector<bool> routed(batch.size(), false);
             auto route_once = [&](std::size_t i, amqp::failure_kind k, const std::string& reason, const std::string& detail) {
@@ -153,12 +157,12 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
                 route(i, k, reason, detail);
             };
             if (e.kind() == db::failure_kind::transient) {
-                for (auto i : leg_of) route_once(i, amqp::failure_kind::transient, "database_unavailable", e.what());
+                for (std::size_t k = from; k < to; ++k) route_once(leg_of[k], amqp::failure_kind::transient, "database_unavailable", e.what());
             } else {
-                // Find the event that fails: record the batch one event at a time.
+                // Find the event that fails: record the chunk one delivery at a time.
                 log::warn("batch failed permanently; recording its events one by one", {{"error", e.what()}});
                 std::map<std::size_t, std::vector<event_leg>> by_delivery;
-                for (std::size_t k = 0; k < legs.size(); ++k) by_delivery[leg_of[k]].push_back(legs[k]);
+                for (std::size_t k = from; k < to; ++k) by_delivery[leg_of[k]].push_back(legs[k]);
                 for (auto& [i, group] : by_delivery) {
                     try {
                         record_group(group);
@@ -170,6 +174,19 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
                 }
             }
         }
+    };
+    // Chunks of whole deliveries (legs of one delivery are adjacent), each within the cap
+    // unless one delivery alone exceeds it.
+    for (std::size_t from = 0; from < legs.size();) {
+        std::size_t to = from;
+        while (to < legs.size()) {
+            std::size_t next = to;
+            while (next < legs.size() && leg_of[next] == leg_of[to]) ++next;
+            if (to > from && next - from > opts_.max_legs_per_transaction) break;
+            to = next;
+        }
+        record_chunk(from, to);
+        from = to;
     }
     if (!reschedule.empty()) {
         try {

@@ -16,7 +16,11 @@ namespace txp::notifier {
 struct consumer_options {
     amqp::connection_options amqp;
     std::string queue = "notifier.events";
-    std::size_t batch_size = 500;
+    std::size_t batch_size = 500;  // messages per batch
+    // Feed entries per DB transaction, at most (a message's are never split): a message can
+    // hold up to 500 outcomes (tx.events.v1), so a backlog of them would otherwise make
+    // transactions of tens of thousands of rows.
+    std::size_t max_legs_per_transaction = 1000;
     std::uint16_t prefetch = 1000;
     std::chrono::milliseconds linger{5};
     std::chrono::milliseconds publish_timeout{15000};
