@@ -128,7 +128,7 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
     }
 
     std::vector<feed_entry> entries;
-    auto record_group = [&](const std::vector<event_leg>& group) {
+    auto record_group = [&](std::span<const event_leg> group) {
         auto start = std::chrono::steady_clock::now();
         auto r = record(pool_, group);
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
@@ -145,10 +145,8 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
     // The legs of deliveries [from, to) of `legs` in one DB transaction; when it fails, each
     // delivery's legs are routed (or, for a permanent failure, recorded one delivery at a time).
     auto record_chunk = [&](std::size_t from, std::size_t to) {
-        std::vector<event_leg> chunk(legs.begin() + static_cast<std::ptrdiff_t>(from),
-                                     legs.begin() + static_cast<std::ptrdiff_t>(to));
         try {
-            record_group(chunk);
+            record_group(std::span<const event_leg>(legs).subspan(from, to - from));
         } catch (const db::db_error& e) {
             std::vector<bool> routed(batch.size(), false);
             auto route_once = [&](std::size_t i, amqp::failure_kind k, const std::string& reason, const std::string& detail) {

@@ -31,10 +31,6 @@ std::optional<std::string> opt_str(const rapidjson::Value& v, const char* k, std
     return std::string(it->value.GetString(), std::min<std::size_t>(it->value.GetStringLength(), max));
 }
 
-}  // namespace
-
-namespace {
-
 // The fields every event shares; false (and `why`) when its timestamp is not one.
 bool common_fields(const rapidjson::Value& ev, event_leg& base, invalid_event& why) {
     auto occurred = opt_str(ev, "occurred_at", 64);
@@ -154,7 +150,7 @@ std::optional<std::vector<event_leg>> parse_event(const amqp::delivery& d, inval
     return legs;
 }
 
-record_result record(db::pool& pool, const std::vector<event_leg>& input) {
+record_result record(db::pool& pool, std::span<const event_leg> input) {
     // The same (event, leg) twice in one batch is recorded once.
     std::vector<const event_leg*> legs;
     {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,7 @@ struct record_result {
 // per-user sequence numbers, and one pending delivery per matching active subscription of
 // each new entry's user. Legs recorded before are left alone (and returned). Throws
 // db::db_error (kind says whether a retry may succeed).
-record_result record(db::pool& pool, const std::vector<event_leg>& legs);
+record_result record(db::pool& pool, std::span<const event_leg> legs);
 
 // Schedules parked or failed deliveries again with fresh attempts (an operator moved their
 // messages back from the error queue). Returns how many were rescheduled.
