@@ -9,6 +9,7 @@
 
 #include <pqxx/notification>
 
+#include <algorithm>
 #include <memory>
 #include <regex>
 #include <string_view>
@@ -101,18 +102,23 @@ relay::~relay() { stop(); }
 
 void relay::start() {
     stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, opts_.threads); ++i) {
+        threads_.emplace_back([this, i] { run(i); });
+    }
 }
 
 void relay::stop() {
     stopping_ = true;
-    if (thread_.joinable()) thread_.join();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
 }
 
-void relay::run() {
+void relay::run(std::size_t index) {
     log::scope tag("", "outbox-relay");
     relay_metrics m(opts_.table);
-    amqp::publisher publisher(opts_.amqp, amqp::txp_topology());
+    auto amqp_opts = opts_.amqp;
+    if (index > 0) amqp_opts.connection_name += " " + std::to_string(index + 1);
+    amqp::publisher publisher(amqp_opts, amqp::txp_topology());
     std::unique_ptr<pqxx::connection> conn;
     std::unique_ptr<wake_up> listener;
     auto last_cleanup = std::chrono::steady_clock::now() - std::chrono::hours(1);
@@ -171,7 +177,7 @@ void relay::run() {
             if (!conn) {
                 conn = std::make_unique<pqxx::connection>(opts_.database_url);
                 listener = std::make_unique<wake_up>(*conn, opts_.channel);
-                log::info("outbox relay connected", {{"table", opts_.table}, {"database", db::redact_url(opts_.database_url)}});
+                log::info("outbox relay connected", {{"table", opts_.table}, {"thread", index + 1}, {"database", db::redact_url(opts_.database_url)}});
                 backoff = std::chrono::milliseconds(100);
             }
             if (!(last_round && broker_failing)) {

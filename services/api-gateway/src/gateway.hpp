@@ -43,6 +43,9 @@ struct options {
     std::size_t auth_cache_size = 100000;  // entries (about 200 bytes each)
     // Published outbox rows are deleted at once (0) or kept this long for an operator.
     std::chrono::seconds outbox_keep_sent{0};
+    // Outbox relay threads: while one waits for the broker's confirms of its batch, the next
+    // publishes what was accepted meanwhile.
+    std::size_t outbox_relays = 2;
     int wallet_readers = 1;          // threads answering GET /v1/wallets/{id}, one connection each
     std::size_t body_limit = 64 * 1024;
     std::chrono::milliseconds token_ttl{std::chrono::hours(24)};

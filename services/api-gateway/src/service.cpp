@@ -33,6 +33,7 @@ options options::from_env() {
     auto keep = config::get_duration("TXP_OUTBOX_KEEP_SENT", std::chrono::seconds(0));
     if (keep.count() < 0) throw config::config_error("TXP_OUTBOX_KEEP_SENT: must be 0 (delete once published) or a duration such as 1h");
     o.outbox_keep_sent = std::chrono::duration_cast<std::chrono::seconds>(keep);
+    o.outbox_relays = static_cast<std::size_t>(config::get_int("TXP_OUTBOX_RELAYS", 2, 1, 16));
     o.auth_cache_size = static_cast<std::size_t>(config::get_int("TXP_AUTH_CACHE_SIZE", 100000, 1, 10000000));
     o.wallet_readers = static_cast<int>(config::get_int("TXP_WALLET_READERS", 1, 1, 32));
     o.body_limit = static_cast<std::size_t>(config::get_int("TXP_BODY_LIMIT", 64 * 1024, 1024, 16 * 1024 * 1024));
@@ -123,6 +124,7 @@ void service::start() {
     ro.channel = gateway_outbox().channel();
     ro.app_id = "api-gateway";
     ro.keep_sent = s.opts.outbox_keep_sent;
+    ro.threads = s.opts.outbox_relays;
     ro.database_url = s.opts.database_url;
     ro.amqp = s.amqp_opts;
     ro.amqp.connection_name = "api-gateway outbox " + log::replica();

@@ -50,9 +50,14 @@ struct relay_options {
     // Zero deletes them in the transaction that publishes them: no second write per row, and
     // a busy outbox stays small instead of growing by an hour of traffic.
     std::chrono::seconds keep_sent{std::chrono::hours(24)};
+    // Relay threads, each with its own database connection and broker connection. A batch
+    // stays locked while the broker confirms it, which for persistent messages can take up
+    // to the broker's sync interval (about 200 ms under load); with more than one thread the
+    // next batch is published meanwhile instead of waiting behind it.
+    std::size_t threads = 1;
 };
 
-// Publishes pending rows in a thread of its own, woken by NOTIFY on the channel and polling
+// Publishes pending rows in threads of its own (relay_options::threads), woken by NOTIFY on the channel and polling
 // as a fallback. Safe with any number of relays (replicas) on the same table: batches are
 // claimed with FOR UPDATE SKIP LOCKED and stay locked while they are published. A crash
 // between publish and the commit that marks rows sent publishes them again (at least once).
@@ -76,12 +81,12 @@ public:
     std::uint64_t published() const { return published_.load(); }
 
 private:
-    void run();
+    void run(std::size_t index);
 
     relay_options opts_;
     std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> published_{0};
-    std::thread thread_;
+    std::vector<std::thread> threads_;
 };
 
 }  // namespace txp::outbox
