@@ -17,6 +17,9 @@ start_postgres() {
   install_postgres_config
   reserve_huge_pages
   if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+    # Settings a reload applies (autovacuum_naptime) take effect now; shared_buffers and
+    # huge_pages wait for a restart.
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" reload >/dev/null 2>&1 || true
     local want have
     want=$(sed -n 's/^shared_buffers = //p' "/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d/txp.conf")
     have=$(as_postgres psql -XAtqc "SELECT setting::bigint * 8 / 1024 || 'MB' FROM pg_settings WHERE name = 'shared_buffers'" 2>/dev/null)
