@@ -146,3 +146,13 @@ TEST_CASE("array literals quote what they must", "[db]") {
     CHECK(r[1][0].is_null());
     CHECK(r[2][0].as<std::string>() == "c\\d,e}");
 }
+
+TEST_CASE("connections name themselves in pg_stat_activity, also on a URL with parameters", "[db]") {
+    for (const std::string& extra : {std::string(), std::string("?sslmode=disable")}) {
+        INFO(extra);
+        auto url = testing::admin_database_url() + extra;
+        pqxx::connection c(db::connection_url(url, "txp-test-named"));
+        pqxx::nontransaction n(c);
+        CHECK(n.exec("SELECT current_setting('application_name')")[0][0].as<std::string>() == "txp-test-named");
+    }
+}

@@ -120,12 +120,14 @@ pool::pool(pool_options opts) : opts_(std::move(opts)) {
 
 pool::~pool() = default;
 
+std::string connection_url(const std::string& url, const std::string& application_name) {
+    return url + (url.find('?') == std::string::npos ? "?" : "&") + "application_name=" + application_name +
+           "&connect_timeout=5";
+}
+
 std::unique_ptr<pqxx::connection> pool::connect() {
-    std::string url = opts_.url;
-    url += (url.find('?') == std::string::npos ? "?" : "&");
-    url += "application_name=" + opts_.application_name + "&connect_timeout=5";
     try {
-        auto c = std::make_unique<pqxx::connection>(url);
+        auto c = std::make_unique<pqxx::connection>(connection_url(opts_.url, opts_.application_name));
         if (opts_.on_connect) opts_.on_connect(*c);
         return c;
     } catch (const pqxx::broken_connection& e) {

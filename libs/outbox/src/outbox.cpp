@@ -175,10 +175,8 @@ void relay::run(std::size_t index) {
         bool last_round = stopping_.load();
         try {
             if (!conn) {
-                std::string url = opts_.database_url;
-                url += (url.find('?') == std::string::npos ? "?" : "&");
-                url += "application_name=" + (opts_.app_id.empty() ? std::string("txp") : opts_.app_id) + "-outbox";
-                conn = std::make_unique<pqxx::connection>(url);
+                conn = std::make_unique<pqxx::connection>(db::connection_url(
+                    opts_.database_url, (opts_.app_id.empty() ? std::string("txp") : opts_.app_id) + "-outbox"));
                 {
                     // Every query of the relay is meant to go through an index: the pending
                     // rows by id, the published ones by id or sent_at. An outbox is a queue

@@ -139,4 +139,7 @@ std::string array_literal(const std::vector<std::optional<std::int64_t>>& v);
 // Redacts the password of a connection URL for log lines.
 std::string redact_url(const std::string& url);
 
+// The URL with application_name (shown in pg_stat_activity) and a 5 s connect timeout added.
+std::string connection_url(const std::string& url, const std::string& application_name);
+
 }  // namespace txp::db
