@@ -216,6 +216,58 @@ TEST_CASE("money moves: deposit, withdrawal, payment, transfer, with Prefer: wai
     }
 }
 
+TEST_CASE("a transfer's recipient sees it once completed, with the memo but not the sender's metadata",
+          "[gateway][money][ownership]") {
+    auto& f = gateway_fixture::shared();
+    auto sender = f.new_user("memo_from");
+    auto recipient = f.new_user("memo_to");
+    f.fund(sender, 1000);
+    auto transfer = [&](const std::string& amount, const std::string& k) {
+        auto r = f.call("POST", "/v1/transactions",
+                        tx_body(sender.wallet_id, "transfer", amount,
+                                ",\"to_wallet_id\":" + std::to_string(recipient.wallet_id) +
+                                    R"(,"description":"rent","metadata":{"note":"private to the sender"})"),
+                        sender.token, {{"Idempotency-Key", k}, {"Prefer", "wait=5"}});
+        REQUIRE(r.status == 200);
+        return json_string(r.body, "transaction_id");
+    };
+    auto rejected = transfer("99999999", "memo-rejected");
+    auto completed = transfer("300", "memo-completed");
+    REQUIRE(json_string(f.call("GET", "/v1/transactions/" + rejected, "", sender.token).body, "status") == "rejected");
+
+    // The sender sees both, with the metadata.
+    auto mine = f.call("GET", "/v1/transactions/" + completed, "", sender.token);
+    REQUIRE(mine.status == 200);
+    CHECK(json::parse(mine.body)["metadata"]["note"].GetString() == std::string("private to the sender"));
+    CHECK(f.call("GET", "/v1/transactions/" + rejected, "", sender.token).status == 200);
+
+    // The recipient: the attempt that failed is not theirs to see, anywhere.
+    CHECK(is_problem(f.call("GET", "/v1/transactions/" + rejected, "", recipient.token), 404, "not-found"));
+    auto theirs = f.call("GET", "/v1/transactions/" + completed, "", recipient.token);
+    REQUIRE(theirs.status == 200);
+    auto t = json::parse(theirs.body);
+    CHECK(t["description"].GetString() == std::string("rent"));
+    CHECK(t["metadata"].IsNull());
+    CHECK(t["balance_after"].IsNull());
+    CHECK(t["to_balance_after"].GetInt64() == 300);
+    for (const auto& path : {"/v1/wallets/" + std::to_string(recipient.wallet_id) + "/transactions", std::string("/v1/wallets/me")}) {
+        INFO(path);
+        auto h = f.call("GET", path, "", recipient.token);
+        REQUIRE(h.status == 200);
+        auto doc = json::parse(h.body);
+        const auto& list = doc.HasMember("transactions") ? doc["transactions"] : doc["recent_transactions"];
+        REQUIRE(list.Size() == 1);
+        CHECK(list[0]["id"].GetString() == completed);
+        CHECK(list[0]["direction"].GetString() == std::string("credit"));
+        CHECK(list[0]["metadata"].IsNull());
+    }
+    // Filtering by status does not bring it back.
+    auto filtered = f.call("GET", "/v1/wallets/" + std::to_string(recipient.wallet_id) + "/transactions?status=rejected", "",
+                           recipient.token);
+    REQUIRE(filtered.status == 200);
+    CHECK(json::parse(filtered.body)["transactions"].Size() == 0);
+}
+
 TEST_CASE("idempotency: replay, conflicting replay, concurrent duplicates", "[gateway][idempotency]") {
     auto& f = gateway_fixture::shared();
     auto u = f.new_user("idem");
@@ -348,6 +400,14 @@ TEST_CASE("bad input gets the right 4xx problem and accepts nothing", "[gateway]
         {"text/plain", tx_body(w, "deposit", "5"), 415, "unsupported-media-type", "text/plain"},
         {"form", "amount=5", 415, "unsupported-media-type", "application/x-www-form-urlencoded"},
         {"oversized", tx_body(w, "deposit", "5", R"(,"description":")" + std::string(70 * 1024, 'x') + "\""), 413, "payload-too-large"},
+        // Parsers disagree on which of two equal names counts (the gateway's the first, jsonb the last).
+        {"amount twice", R"({"wallet_id":)" + std::to_string(w) + R"(,"type":"deposit","amount":1,"amount":500000,"currency":"USD"})",
+         400, "validation-error"},
+        {"metadata key twice", tx_body(w, "deposit", "5", R"(,"metadata":{"k":"a","k":"b"})"), 400, "validation-error"},
+        {"NUL in description", tx_body(w, "deposit", "5", R"(,"description":"a\u0000b")"), 400, "validation-error"},
+        {"NUL in metadata", tx_body(w, "deposit", "5", R"(,"metadata":{"k":["a\u0000b"]})"), 400, "validation-error"},
+        {"two idempotency keys", tx_body(w, "deposit", "5"), 400, "validation-error", "application/json",
+         {{"Idempotency-Key", "twice-1"}, {"Idempotency-Key", "twice-2"}}},
     };
     for (const auto& c : cases) {
         http::client_request r;
@@ -361,6 +421,20 @@ TEST_CASE("bad input gets the right 4xx problem and accepts nothing", "[gateway]
         INFO(c.name << ": " << res.status << " " << res.body.substr(0, 300));
         CHECK(is_problem(res, c.status, c.type));
     }
+    // The problem names the field, for a duplicate and a NUL alike.
+    auto dup = f.call("POST", "/v1/transactions",
+                      R"({"wallet_id":)" + std::to_string(w) + R"(,"type":"deposit","amount":1,"amount":500000,"currency":"USD"})",
+                      u.token, key("bad-dup"));
+    CHECK(dup.body.find(R"("field":"amount")") != std::string::npos);
+    auto nul = f.call("POST", "/v1/transactions", tx_body(w, "deposit", "5", R"(,"metadata":{"k":"a\u0000b"})"), u.token, key("bad-nul"));
+    CHECK(nul.body.find(R"("field":"metadata")") != std::string::npos);
+    CHECK(nul.body.find("array literal") == std::string::npos);
+    // Two Authorization headers: refused, whichever user either names.
+    auto other = f.new_user("bad_other");
+    auto twice = f.call("GET", "/v1/wallets/me", "", "",
+                        {{"Authorization", "Bearer " + u.token}, {"Authorization", "Bearer " + other.token}});
+    CHECK(is_problem(twice, 401, "unauthorized"));
+
     // Convenience routes refuse unknown fields too, and need a body of the right type.
     CHECK(is_problem(f.call("POST", "/v1/wallets/me/deposit", R"({"amount":5,"to_user_id":1})", u.token, key("bad-c1")), 400,
                      "validation-error"));

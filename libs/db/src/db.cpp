@@ -20,6 +20,16 @@ failure_kind classify_sqlstate(const std::string& s) {
     return failure_kind::permanent;
 }
 
+std::string primary_message(const std::exception& e) {
+    std::string_view s = e.what();
+    if (s.substr(0, 6) == "ERROR:") {
+        s.remove_prefix(6);
+        while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    }
+    s = s.substr(0, s.find('\n'));
+    return std::string(s.substr(0, 300));
+}
+
 std::string sqlstate_of(const std::exception& e) {
     if (auto* de = dynamic_cast<const db_error*>(&e)) return de->sqlstate();
     if (auto* se = dynamic_cast<const pqxx::sql_error*>(&e); se && !se->sqlstate().empty()) return se->sqlstate();

@@ -7,6 +7,7 @@
 
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -41,6 +42,11 @@ bool is_json_content_type(std::string_view ct) {
 
 std::optional<std::string_view> request::header_value(std::string_view name) const {
     return detail::find_header(headers, name);
+}
+
+std::size_t request::header_count(std::string_view name) const {
+    return static_cast<std::size_t>(
+        std::count_if(headers.begin(), headers.end(), [&](const header& h) { return detail::iequals(h.name, name); }));
 }
 
 std::optional<std::string_view> client_response::header_value(std::string_view name) const {

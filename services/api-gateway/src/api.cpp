@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace txp::gateway {
 
@@ -116,17 +117,6 @@ bool is_json_media_type(std::string_view ct) {
     return lower == "application/json";
 }
 
-// "ERROR:  amount must be ...\nCONTEXT: ..." -> "amount must be ..."
-std::string primary_message(const std::exception& e) {
-    std::string_view s = e.what();
-    if (s.substr(0, 6) == "ERROR:") {
-        s.remove_prefix(6);
-        while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-    }
-    s = s.substr(0, s.find('\n'));
-    return std::string(s.substr(0, 300));
-}
-
 struct api_metrics {
     metrics::counter& unauthorized = metrics::global().get_counter(
         "txp_gateway_unauthorized_total", "Requests refused for a missing, unknown, expired or revoked token");
@@ -189,6 +179,36 @@ std::string iso(std::string_view column) {
     return "to_char(" + std::string(column) + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 }
 
+namespace {
+
+// What JSON allows but a request must not carry: a member named twice in one object (parsers
+// disagree on which one counts: RapidJSON's lookups take the first, PostgreSQL's jsonb and
+// JavaScript the last, so a proxy or a client could read another amount than the one booked)
+// and the NUL character in a string (PostgreSQL's text cannot hold it). `field` is the
+// top-level member the problem is in.
+void check_strict(const rapidjson::Value& v, const std::string& field) {
+    auto has_nul = [](const rapidjson::Value& s) { return std::memchr(s.GetString(), '\0', s.GetStringLength()) != nullptr; };
+    if (v.IsString()) {
+        if (has_nul(v)) fail_field(field, "Strings must not contain the NUL character (\\u0000).");
+    } else if (v.IsArray()) {
+        for (const auto& e : v.GetArray()) check_strict(e, field);
+    } else if (v.IsObject()) {
+        std::vector<std::string_view> names;
+        for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+            std::string_view name(it->name.GetString(), it->name.GetStringLength());
+            const std::string& where = field.empty() ? std::string(name.substr(0, 64)) : field;
+            if (has_nul(it->name)) fail_field(where, "Field names must not contain the NUL character (\\u0000).");
+            if (std::find(names.begin(), names.end(), name) != names.end()) {
+                fail_field(where, "The field \"" + std::string(name.substr(0, 64)) + "\" appears more than once.");
+            }
+            names.push_back(name);
+            check_strict(it->value, where);
+        }
+    }
+}
+
+}  // namespace
+
 rapidjson::Document json_body(const http::request& req, std::initializer_list<const char*> allowed) {
     rapidjson::Document doc;
     try {
@@ -197,6 +217,7 @@ rapidjson::Document json_body(const http::request& req, std::initializer_list<co
         fail(400, "malformed-json", "Malformed JSON", e.what());
     }
     if (!doc.IsObject()) fail(400, "validation-error", "Invalid request", "The request body must be a JSON object.");
+    check_strict(doc, "");
     for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
         std::string_view name(it->name.GetString(), it->name.GetStringLength());
         bool known = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return name == a; });
@@ -246,13 +267,13 @@ http::response error_response(const std::exception& e, const std::string& reques
         return out;
     }
     auto state = db::sqlstate_of(e);
-    if (state == "TX400") return http::problem(422, "unprocessable", "Unprocessable request", primary_message(e), request_id);
-    if (state == "TX404") return http::problem(404, "not-found", "Not Found", primary_message(e), request_id);
+    if (state == "TX400") return http::problem(422, "unprocessable", "Unprocessable request", db::primary_message(e), request_id);
+    if (state == "TX404") return http::problem(404, "not-found", "Not Found", db::primary_message(e), request_id);
     if (state == "TX409") {
         return http::problem(409, "idempotency-conflict", "Idempotency key reused",
                              "This Idempotency-Key was already used for a different request.", request_id);
     }
-    if (state.rfind("22", 0) == 0) return http::problem(400, "validation-error", "Invalid request", primary_message(e), request_id);
+    if (state.rfind("22", 0) == 0) return http::problem(400, "validation-error", "Invalid request", db::primary_message(e), request_id);
     if (db::classify(e) == db::failure_kind::transient) {
         log::warn("database unavailable for a request", {{"error", std::string_view(e.what()).substr(0, 200)}});
         auto out = http::problem(503, "service-unavailable", "Service Unavailable", "The database is unavailable; retry shortly.",
@@ -410,6 +431,8 @@ caller api::impl::authenticate(const http::request& req) {
     };
     auto h = req.header_value("Authorization");
     if (!h) unauthorized("An Authorization: Bearer token is required.");
+    // Two would leave it to whoever reads them to choose (a proxy may pick the other one).
+    if (req.header_count("Authorization") > 1) unauthorized("The Authorization header must be sent once.");
     std::string_view v = *h;
     if (v.size() < 7 || (v.substr(0, 7) != "Bearer " && v.substr(0, 7) != "bearer ")) {
         unauthorized("The Authorization header must be \"Bearer <token>\".");

@@ -72,6 +72,7 @@ std::string idempotency_key(const http::request& req, const rapidjson::Value& do
                std::all_of(k.begin(), k.end(), [](char c) { return c > 0x20 && c < 0x7f; });
     };
     if (header) {
+        if (req.header_count("Idempotency-Key") > 1) fail_field("Idempotency-Key", "The Idempotency-Key header must be sent once.");
         if (!valid(*header)) fail_field("Idempotency-Key", "The Idempotency-Key header must be 1 to 255 visible ASCII characters.");
         if (reference && *reference != *header) {
             fail_field("reference", "reference and the Idempotency-Key header differ; send one, or the same value in both.");

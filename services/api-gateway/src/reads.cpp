@@ -150,7 +150,9 @@ void write_transaction(json::writer& j, const pqxx::row& r, const caller& viewer
         else j.str(type == "deposit" || (type == "transfer" && *wallet != wallet_id) ? "credit" : "debit");
     }
     opt_str("description", r[8]);
-    if (r[9].is_null()) j.key("metadata").null();
+    // The description travels with the money (a transfer's memo); metadata is the sender's
+    // own and stays with the source side.
+    if (r[9].is_null() || !sees_source) j.key("metadata").null();
     else j.raw("metadata", r[9].as<std::string>());
     // The caller's own idempotency key is their reference; someone else's stays private.
     j.key("reference");
@@ -213,7 +215,8 @@ std::optional<http::response> api::impl::my_wallet(context& c) {
             "SELECT * FROM ((SELECT " + transaction_cols_sql +
                 " FROM ledger.transactions t WHERE t.wallet_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 10) "
                 "UNION ALL (SELECT " + transaction_cols_sql +
-                " FROM ledger.transactions t WHERE t.to_wallet_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 10)) x "
+                " FROM ledger.transactions t WHERE t.to_wallet_id = $1 AND t.status = 'completed' "
+                "ORDER BY t.created_at DESC, t.id DESC LIMIT 10)) x "
                 "ORDER BY 19 DESC, 1 DESC LIMIT 10",
             wallet_id);
         json::writer j;
@@ -273,11 +276,15 @@ std::optional<http::response> api::impl::wallet_transactions(context& c) {
         " AND ($6::bigint IS NULL OR t.amount >= $6) AND ($7::bigint IS NULL OR t.amount <= $7)"
         " AND ($8::bigint IS NULL OR (t.created_at, t.id) < ('epoch'::timestamptz + $8 * interval '1 microsecond', $9::uuid))"
         " ORDER BY t.created_at DESC, t.id DESC LIMIT $10";
+    // Money coming in shows once it arrived: a transfer the sender could not make (rejected,
+    // failed) or that is still queued is the sender's business. An admin sees everything.
+    const std::string incoming = c.me().admin() ? "" : " AND t.status = 'completed'";
     return in_transaction(pool, [&](pqxx::work& w) {
         visible_wallet(w, c.me(), id);
         auto rows = w.exec_params("SELECT * FROM ((SELECT " + transaction_cols_sql +
                                       " FROM ledger.transactions t WHERE t.wallet_id = $1" + filters + ") UNION ALL (SELECT " +
-                                      transaction_cols_sql + " FROM ledger.transactions t WHERE t.to_wallet_id = $1" + filters +
+                                      transaction_cols_sql + " FROM ledger.transactions t WHERE t.to_wallet_id = $1" +
+                                      incoming + filters +
                                       ")) x ORDER BY 19 DESC, 1 DESC LIMIT $10",
                                   id, type, status, from, to, min_amount, max_amount, after_us, after_id, limit + 1);
         json::writer j;
@@ -306,7 +313,8 @@ std::optional<http::response> api::impl::get_transaction(context& c) {
         const auto& t = rows[0];
         bool source = !t[19].is_null() && t[19].as<std::int64_t>() == c.me().id;
         bool dest = !t[20].is_null() && t[20].as<std::int64_t>() == c.me().id;
-        if (!source && !dest && !c.me().admin()) fail_not_found("The transaction");
+        // The recipient alone sees a transfer once it completed (as in the wallet's history).
+        if (!source && !c.me().admin() && (!dest || t[2].as<std::string>() != "completed")) fail_not_found("The transaction");
         json::writer j;
         write_transaction(j, t, c.me(), std::nullopt, source || c.me().admin(), dest || c.me().admin());
         return json_response(200, j.str());

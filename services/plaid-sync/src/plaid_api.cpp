@@ -31,9 +31,9 @@ namespace {
 
 [[noreturn]] void rethrow_db(const std::exception& e) {
     auto state = db::sqlstate_of(e);
-    if (state == "TX404") throw request_error(404, "not_found", e.what());
-    if (state == "TX400") throw request_error(400, "invalid_request", e.what());
-    if (state == "TX409") throw request_error(409, "conflict", e.what());
+    if (state == "TX404") throw request_error(404, "not_found", db::primary_message(e));
+    if (state == "TX400") throw request_error(400, "invalid_request", db::primary_message(e));
+    if (state == "TX409") throw request_error(409, "conflict", db::primary_message(e));
     if (auto d = dynamic_cast<const db::db_error*>(&e); d && d->kind() == db::failure_kind::transient) {
         throw request_error(503, "database_unavailable", "the database is unavailable; retry later");
     }
@@ -52,7 +52,8 @@ void transaction(db::pool& pool, F&& fn) {
         if (!e.sqlstate().empty() && e.sqlstate().rfind("TX", 0) == 0) {
             auto s = e.sqlstate();
             throw request_error(s == "TX404" ? 404 : s == "TX409" ? 409 : 400,
-                                s == "TX404" ? "not_found" : s == "TX409" ? "conflict" : "invalid_request", e.what());
+                                s == "TX404" ? "not_found" : s == "TX409" ? "conflict" : "invalid_request",
+                                db::primary_message(e));
         }
         rethrow_db(e);
     } catch (const pqxx::sql_error& e) {

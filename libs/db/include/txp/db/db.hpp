@@ -39,6 +39,10 @@ private:
 // The SQLSTATE of a database exception. libpqxx 6.4 leaves sqlstate() empty for the codes
 // it maps to its own exception classes, so those are recovered from the class.
 std::string sqlstate_of(const std::exception& e);
+// The first line of a server error without its "ERROR:" prefix (no CONTEXT, no function
+// names), at most 300 characters: what may be shown to a client for errors the SQL raises
+// on purpose ("ERROR:  amount must be ...\nCONTEXT: ..." -> "amount must be ...").
+std::string primary_message(const std::exception& e);
 
 // A nullable column as an optional.
 template <typename T>

@@ -31,6 +31,8 @@ struct request {
 
     // Case-insensitive; the first occurrence.
     std::optional<std::string_view> header_value(std::string_view name) const;
+    // How often the header occurs (case-insensitive): for headers that must come once.
+    std::size_t header_count(std::string_view name) const;
     // Percent-decoded, '+' read as a space; the first occurrence; nullopt when absent.
     std::optional<std::string> query_param(std::string_view name) const;
 };
