@@ -114,6 +114,8 @@ public:
     bool wait_for(std::size_t n) {
         return eventually([&] { return events().size() >= n; });
     }
+    // The server ended the response.
+    bool ended() const { return done_.load(); }
 
 private:
     unsigned current_status() {
@@ -345,6 +347,29 @@ TEST_CASE("users see only their own feed, stream and webhooks", "[gateway][notif
     // No token, or a wrong one, on the stream.
     CHECK(is_problem(env.call("GET", "/v1/events"), 401, "unauthorized"));
     CHECK(is_problem(env.call("GET", "/v1/events?access_token=txp_nope"), 401, "unauthorized"));
+}
+
+TEST_CASE("logging out ends the event streams the token opened, and only those", "[gateway][notify][auth]") {
+    auto& env = notify_env::get();
+    auto carol = env.user("nt_out_c");
+    auto dave = env.user("nt_out_d");
+    auto carol_stream = open_stream(env, carol);
+    auto dave_stream = open_stream(env, dave);
+    REQUIRE(carol_stream->status() == 200);
+    REQUIRE(dave_stream->status() == 200);
+    CHECK(env.move(carol, "deposit", 100) == "completed");
+    REQUIRE(carol_stream->wait_for(1));
+
+    REQUIRE(env.call("POST", "/v1/auth/logout", "", carol.token).status == 204);
+    // Ended by the server, not by this client (whose own stop would need it to notice).
+    CHECK(eventually([&] { return carol_stream->ended(); }));
+    CHECK(carol_stream->events().size() == 1);
+    // Another user's stream goes on.
+    CHECK(env.move(dave, "deposit", 200) == "completed");
+    REQUIRE(dave_stream->wait_for(1));
+    CHECK_FALSE(dave_stream->ended());
+    // Reconnecting with the logged-out token is refused.
+    CHECK(is_problem(env.call("GET", "/v1/events", "", carol.token), 401, "unauthorized"));
 }
 
 TEST_CASE("webhook URLs the outbound policy forbids are refused and nothing is stored", "[gateway][notify]") {

@@ -320,7 +320,12 @@ api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_ba
       tokens(o.auth_cache_ttl, o.auth_cache_size),
       dummy_hash(hash_password(new_token())),
       workers(o.handler_threads) {
-    if (waiters) waiters->on_token_revoked([this](const std::string& token_hash) { tokens.revoke(token_hash); });
+    if (waiters) {
+        waiters->on_token_revoked([this](const std::string& token_hash) {
+            tokens.revoke(token_hash);
+            if (notify) close_streams_of_token(*notify, token_hash);
+        });
+    }
 }
 
 const outbox::outbox& gateway_outbox() {
@@ -447,6 +452,7 @@ caller api::impl::authenticate(const http::request& req) {
         c.id = hit->id;
         c.username = std::move(hit->username);
         c.role = std::move(hit->role);
+        c.token_expires_at = hit->expires_at;
         return c;
     }
     auto started = token_cache::clock::now();
@@ -464,6 +470,7 @@ caller api::impl::authenticate(const http::request& req) {
     c.id = found->id;
     c.username = found->username;
     c.role = found->role;
+    c.token_expires_at = found->expires_at;
     tokens.put(c.token_hash, std::move(*found), started);
     return c;
 }
@@ -571,6 +578,7 @@ std::optional<http::response> api::impl::logout(context& c) {
         return 0;
     });
     tokens.revoke(c.me().token_hash);
+    if (notify) close_streams_of_token(*notify, c.me().token_hash);
     http::response r;
     r.status = 204;
     r.content_type.clear();

@@ -13,6 +13,7 @@
 #include "txp/db/db.hpp"
 #include "txp/http/message.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -56,6 +57,7 @@ struct caller {
     std::string username;
     std::string role;
     std::string token_hash;
+    std::chrono::system_clock::time_point token_expires_at = std::chrono::system_clock::time_point::max();
     bool admin() const { return role == "admin"; }
     std::string idempotency_scope() const { return "user:" + std::to_string(id); }
 };
@@ -200,6 +202,8 @@ std::shared_ptr<plaid_gateway> make_plaid_gateway(db::pool& pool, const options&
 // stream registry, which it registers with the waiters' events thread for notify.created.
 class notify_gateway;
 std::shared_ptr<notify_gateway> make_notify_gateway(const options& opts, outcome_waiters* waiters);
+// Ends the event streams a logged-out token opened.
+void close_streams_of_token(notify_gateway& n, const std::string& token_hash);
 
 // gateway.outbox, whose inserts NOTIFY txp_outbox (the relay LISTENs): what the handlers
 // write messages into (sync jobs, auth.token_revoked). Accepted transactions go in set-based

@@ -32,8 +32,9 @@ stream_metrics& sm() {
 
 }  // namespace
 
-event_stream::event_stream(std::int64_t user_id, std::shared_ptr<http::response_writer> writer)
-    : user_id_(user_id), writer_(std::move(writer)) {}
+event_stream::event_stream(std::int64_t user_id, std::shared_ptr<http::response_writer> writer, std::string token_hash,
+                           std::chrono::system_clock::time_point expires_at)
+    : user_id_(user_id), writer_(std::move(writer)), token_hash_(std::move(token_hash)), expires_at_(expires_at) {}
 
 std::string event_stream::frame(std::int64_t seq, const std::string& type, const std::string& data) {
     // data is one line of JSON (no raw newlines); type comes from the notifier's schema.
@@ -164,7 +165,8 @@ event_streams::~event_streams() {
 }
 
 std::pair<std::shared_ptr<event_stream>, event_streams::refusal> event_streams::open(
-    std::int64_t user_id, std::shared_ptr<http::response_writer> writer) {
+    std::int64_t user_id, std::shared_ptr<http::response_writer> writer, std::string token_hash,
+    std::chrono::system_clock::time_point expires_at) {
     std::lock_guard lk(mu_);
     auto& mine = by_user_[user_id];
     // Clients that went away without a heartbeat noticing yet do not count against the limit.
@@ -176,7 +178,7 @@ std::pair<std::shared_ptr<event_stream>, event_streams::refusal> event_streams::
         if (mine.empty()) by_user_.erase(user_id);
         return {nullptr, refusal::total_limit};
     }
-    auto s = std::make_shared<event_stream>(user_id, std::move(writer));
+    auto s = std::make_shared<event_stream>(user_id, std::move(writer), std::move(token_hash), expires_at);
     mine.push_back(s);
     ++total_;
     return {s, refusal::none};
@@ -214,11 +216,30 @@ void event_streams::dispatch(const std::string& body) {
     }
 }
 
+std::size_t event_streams::close_token(const std::string& token_hash) {
+    if (token_hash.empty()) return 0;
+    std::vector<std::shared_ptr<event_stream>> ending;
+    {
+        std::lock_guard lk(mu_);
+        for (auto& [user, streams] : by_user_) {
+            for (auto& s : streams) {
+                if (s->token_hash() == token_hash) ending.push_back(s);
+            }
+        }
+    }
+    for (auto& s : ending) s->close();  // the next sweep drops them
+    return ending.size();
+}
+
 void event_streams::sweep(bool beat) {
     std::vector<std::shared_ptr<event_stream>> all;
     {
         std::lock_guard lk(mu_);
         for (auto& [user, streams] : by_user_) all.insert(all.end(), streams.begin(), streams.end());
+    }
+    auto now = std::chrono::system_clock::now();
+    for (auto& s : all) {
+        if (s->expires_at() <= now && !s->closed()) s->close();
     }
     // Writes happen outside the registry lock: a stream's own lock orders them.
     if (beat) {

@@ -24,9 +24,13 @@ namespace txp::gateway {
 // already has are never written twice (seq at or below the resume point, or already sent).
 class event_stream {
 public:
-    event_stream(std::int64_t user_id, std::shared_ptr<http::response_writer> writer);
+    event_stream(std::int64_t user_id, std::shared_ptr<http::response_writer> writer, std::string token_hash = {},
+                 std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max());
 
     std::int64_t user_id() const { return user_id_; }
+    // The token that opened it: the stream ends when that token is logged out or expires.
+    const std::string& token_hash() const { return token_hash_; }
+    std::chrono::system_clock::time_point expires_at() const { return expires_at_; }
     // Replay: writes an entry read from the feed (oldest first); false when the client is gone.
     bool replay(std::int64_t seq, const std::string& type, const std::string& data);
     // Sets the resume point (everything at or below it is the client's already), flushes what
@@ -54,6 +58,8 @@ private:
     };
     const std::int64_t user_id_;
     const std::shared_ptr<http::response_writer> writer_;
+    const std::string token_hash_;
+    const std::chrono::system_clock::time_point expires_at_;
     mutable std::mutex mu_;
     bool live_ = false;
     bool closed_ = false;
@@ -76,11 +82,17 @@ public:
 
     enum class refusal { none, user_limit, total_limit };
     // Registers a stream (replaying) for the user, or says which limit refuses it.
-    std::pair<std::shared_ptr<event_stream>, refusal> open(std::int64_t user_id, std::shared_ptr<http::response_writer> writer);
+    // token_hash and expires_at: of the token that opened it (see close_token, sweep).
+    std::pair<std::shared_ptr<event_stream>, refusal> open(
+        std::int64_t user_id, std::shared_ptr<http::response_writer> writer, std::string token_hash = {},
+        std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max());
+    // The token was logged out (here or, through auth.token_revoked, on another replica): its
+    // streams end, as its requests are refused. Returns how many were open.
+    std::size_t close_token(const std::string& token_hash);
 
     // A notify.created body: {"entries":[feed_entry, ...]}. Malformed ones are logged and dropped.
     void dispatch(const std::string& body);
-    // Drops closed streams; heartbeats the others when `beat`.
+    // Ends the streams whose token expired, drops closed ones; heartbeats the others when `beat`.
     void sweep(bool beat);
 
     std::size_t open_streams() const;

@@ -48,6 +48,12 @@ std::shared_ptr<notify_gateway> make_notify_gateway(const options& opts, outcome
     return std::make_shared<notify_gateway>(opts.notify, waiters);
 }
 
+void close_streams_of_token(notify_gateway& n, const std::string& token_hash) {
+    if (auto closed = n.streams().close_token(token_hash); closed > 0) {
+        log::info("event streams of a logged-out token closed", {{"streams", closed}});
+    }
+}
+
 namespace {
 
 const notifier::secret_key& require_webhooks(const notify_gateway& n) {
@@ -208,7 +214,7 @@ std::optional<http::response> api::impl::open_event_stream(context& c) {
     }
 
     // Registered before the feed is read, so that what is announced meanwhile is buffered.
-    auto [stream, refusal] = notify->streams().open(c.me().id, c.writer);
+    auto [stream, refusal] = notify->streams().open(c.me().id, c.writer, c.me().token_hash, c.me().token_expires_at);
     if (refusal == event_streams::refusal::user_limit) {
         auto resp = http::problem(429, "too-many-streams", "Too many event streams",
                                   "This user has the most event streams open that the server allows; close one first.",
