@@ -115,7 +115,8 @@ bool safe_header_name(std::string_view s) {
 
 // Headers the server controls; a handler's own values for these are dropped.
 bool reserved_header(std::string_view name) {
-    for (const char* r : {"content-length", "transfer-encoding", "connection", "x-request-id", "content-type", "server"}) {
+    for (const char* r : {"content-length", "transfer-encoding", "connection", "x-request-id", "content-type", "server",
+                          "x-content-type-options"}) {
         if (detail::iequals(name, r)) return true;
     }
     return false;
@@ -474,6 +475,8 @@ private:
         out += "Server: " + core_->opts.server_name + "\r\n";
         if (!content_type.empty() && safe_header_text(content_type)) out += "Content-Type: " + content_type + "\r\n";
         out += "X-Request-Id: " + current_.request_id + "\r\n";
+        // Browsers take the Content-Type as given (no sniffing a JSON error into HTML).
+        out += "X-Content-Type-Options: nosniff\r\n";
         bool has_cache_control = false;
         for (const auto& h : headers) {
             if (reserved_header(h.name)) continue;

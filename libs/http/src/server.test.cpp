@@ -61,6 +61,7 @@ TEST_CASE("a request reaches the handler decoded and the response comes back wit
     CHECK(res.header_value("location") == "/things/1");
     CHECK(res.header_value("content-type") == "application/json");
     CHECK(res.header_value("cache-control") == "no-store");
+    CHECK(res.header_value("x-content-type-options") == "nosniff");
     CHECK(res.header_value("server") == "txp");
     CHECK(seen.method == "POST");
     CHECK(seen.path == "/things/a b");
