@@ -95,6 +95,10 @@ check "dry run prints each message's id, reason and attempts" \
 "$requeue" --api "$api" --vhost "$vhost" --dry-run --reason schema_invalid "$err" >"$work/dry2.out"
 check "dry run with --reason counts one to move, two to keep" \
     grep -q "would move 1 to $main, would keep 2" "$work/dry2.out"
+check "dry run warns that the malformed and schema-invalid ones would be parked again" \
+    grep -q "note: 2 of the messages to move were parked for malformed_json" "$work/dry.out"
+"$requeue" --api "$api" --vhost "$vhost" --dry-run --reason database_unavailable "$err" >"$work/dry3.out"
+check "no such warning when only curable reasons move" bash -c "! grep -q '^note:' '$work/dry3.out'"
 check "after the dry runs the error queue still holds all three" \
     test "$(ids_in "$err")" = '["m1","m2","m3"]'
 check "after the dry runs the main queue is empty" test "$(ids_in "$main")" = '[]'
