@@ -195,6 +195,8 @@ TEST_CASE("the /v1/plaid routes link, list, sync, mirror, verify webhooks and re
         CHECK(is_problem(api.call("GET", "/v1/plaid/transactions?start_date=2026-13-01", alice.token), 400, "validation-error"));
         CHECK(is_problem(api.call("GET", "/v1/plaid/transactions?pending=maybe", alice.token), 400, "validation-error"));
         CHECK(is_problem(api.call("GET", "/v1/plaid/transactions?limit=0", alice.token), 400, "validation-error"));
+        // A cursor that names no transaction of Alice's is an error, not an empty page.
+        CHECK(is_problem(api.call("GET", "/v1/plaid/transactions?after=bad", alice.token), 400, "invalid-request"));
     }
 
     // ---- balance refresh ----------------------------------------------------------------

@@ -254,6 +254,14 @@ transactions_page list_transactions(db::pool& pool, std::int64_t owner_id, const
     // Keyset pagination on (date DESC, transaction_id): `after` names the last row seen.
     transaction(pool, [&](pqxx::work& w) {
         page.transactions.clear();
+        // A cursor that names nothing of the caller's would page from nowhere (an empty list).
+        if (f.after && w.exec_params("SELECT 1 FROM plaid.transactions a JOIN plaid.items i ON i.item_id = a.item_id "
+                                     "WHERE a.transaction_id = $1 AND i.owner_id = $2",
+                                     *f.after, owner_id)
+                           .empty()) {
+            throw request_error(400, "invalid_request",
+                                "after must name one of your bank transactions (the last one of the previous page)");
+        }
         auto r = w.exec_params(
             "SELECT t.transaction_id, t.account_id, t.item_id, t.amount, t.amount_text, coalesce(t.iso_currency_code, "
             "t.unofficial_currency_code), t.date::text, t.authorized_date::text, t.name, t.merchant_name, t.category_primary, "
