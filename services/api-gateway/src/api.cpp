@@ -324,12 +324,12 @@ api::impl::impl(db::pool& p, const options& o, outcome_waiters* w, acceptance_ba
       tokens(o.auth_cache_ttl, o.auth_cache_size),
       dummy_hash(hash_password(new_token())),
       workers(o.handler_threads) {
-    if (waiters) {
-        waiters->on_token_revoked([this](const std::string& token_hash) {
-            tokens.revoke(token_hash);
-            if (notify) close_streams_of_token(*notify, token_hash);
-        });
-    }
+    if (waiters) waiters->on_token_revoked([this](const std::string& token_hash) { forget_token(token_hash); });
+}
+
+void api::impl::forget_token(const std::string& token_hash) {
+    tokens.revoke(token_hash);
+    if (notify) close_streams_of_token(*notify, token_hash);
 }
 
 const outbox::outbox& gateway_outbox() {
@@ -581,8 +581,7 @@ std::optional<http::response> api::impl::logout(context& c) {
         }
         return 0;
     });
-    tokens.revoke(c.me().token_hash);
-    if (notify) close_streams_of_token(*notify, c.me().token_hash);
+    forget_token(c.me().token_hash);
     http::response r;
     r.status = 204;
     r.content_type.clear();

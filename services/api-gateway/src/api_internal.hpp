@@ -230,6 +230,9 @@ struct api::impl {
 
     void handle(http::request&& req, std::shared_ptr<http::response_writer> w);
     caller authenticate(const http::request& req);
+    // A token logged out (here, or on another replica through auth.token_revoked): out of the
+    // cache, and its event streams ended.
+    void forget_token(const std::string& token_hash);
 
     // Handlers: a response, or nullopt when the request was parked (Prefer: wait).
     using handler_fn = std::optional<http::response> (impl::*)(context&);

@@ -223,7 +223,7 @@ std::size_t event_streams::close_token(const std::string& token_hash) {
         std::lock_guard lk(mu_);
         for (auto& [user, streams] : by_user_) {
             for (auto& s : streams) {
-                if (s->token_hash() == token_hash) ending.push_back(s);
+                if (s->token_hash() == token_hash && !s->closed()) ending.push_back(s);
             }
         }
     }

@@ -87,7 +87,8 @@ public:
         std::int64_t user_id, std::shared_ptr<http::response_writer> writer, std::string token_hash = {},
         std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max());
     // The token was logged out (here or, through auth.token_revoked, on another replica): its
-    // streams end, as its requests are refused. Returns how many were open.
+    // streams end, as its requests are refused. Returns how many it ended (0 when they had
+    // ended already: the replica that logged it out hears the broadcast too).
     std::size_t close_token(const std::string& token_hash);
 
     // A notify.created body: {"entries":[feed_entry, ...]}. Malformed ones are logged and dropped.

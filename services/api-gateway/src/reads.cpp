@@ -104,6 +104,11 @@ pqxx::row visible_wallet(pqxx::work& w, const caller& me, std::int64_t id) {
     return r[0];
 }
 
+// The condition on a wallet's incoming half (transfers to it): money shows once it arrived;
+// a transfer the sender could not make (rejected, failed) or that is still queued is the
+// sender's business. An admin sees everything.
+std::string incoming_filter(const caller& viewer) { return viewer.admin() ? "" : " AND t.status = 'completed'"; }
+
 }  // namespace
 
 const char* const wallet_columns = wallet_cols_sql.c_str();
@@ -215,8 +220,8 @@ std::optional<http::response> api::impl::my_wallet(context& c) {
             "SELECT * FROM ((SELECT " + transaction_cols_sql +
                 " FROM ledger.transactions t WHERE t.wallet_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 10) "
                 "UNION ALL (SELECT " + transaction_cols_sql +
-                " FROM ledger.transactions t WHERE t.to_wallet_id = $1 AND t.status = 'completed' "
-                "ORDER BY t.created_at DESC, t.id DESC LIMIT 10)) x "
+                " FROM ledger.transactions t WHERE t.to_wallet_id = $1" + incoming_filter(c.me()) +
+                " ORDER BY t.created_at DESC, t.id DESC LIMIT 10)) x "
                 "ORDER BY 19 DESC, 1 DESC LIMIT 10",
             wallet_id);
         json::writer j;
@@ -276,15 +281,12 @@ std::optional<http::response> api::impl::wallet_transactions(context& c) {
         " AND ($6::bigint IS NULL OR t.amount >= $6) AND ($7::bigint IS NULL OR t.amount <= $7)"
         " AND ($8::bigint IS NULL OR (t.created_at, t.id) < ('epoch'::timestamptz + $8 * interval '1 microsecond', $9::uuid))"
         " ORDER BY t.created_at DESC, t.id DESC LIMIT $10";
-    // Money coming in shows once it arrived: a transfer the sender could not make (rejected,
-    // failed) or that is still queued is the sender's business. An admin sees everything.
-    const std::string incoming = c.me().admin() ? "" : " AND t.status = 'completed'";
     return in_transaction(pool, [&](pqxx::work& w) {
         visible_wallet(w, c.me(), id);
         auto rows = w.exec_params("SELECT * FROM ((SELECT " + transaction_cols_sql +
                                       " FROM ledger.transactions t WHERE t.wallet_id = $1" + filters + ") UNION ALL (SELECT " +
                                       transaction_cols_sql + " FROM ledger.transactions t WHERE t.to_wallet_id = $1" +
-                                      incoming + filters +
+                                      incoming_filter(c.me()) + filters +
                                       ")) x ORDER BY 19 DESC, 1 DESC LIMIT $10",
                                   id, type, status, from, to, min_amount, max_amount, after_us, after_id, limit + 1);
         json::writer j;

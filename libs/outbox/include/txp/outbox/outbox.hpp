@@ -57,8 +57,8 @@ struct relay_options {
     std::size_t threads = 1;
 };
 
-// Publishes pending rows in threads of its own (relay_options::threads), woken by NOTIFY on the channel and polling
-// as a fallback. Safe with any number of relays (replicas) on the same table: batches are
+// Publishes pending rows in threads of its own (relay_options::threads), woken by NOTIFY on
+// the channel and polling as a fallback. Safe with any number of relays (replicas) on the same table: batches are
 // claimed with FOR UPDATE SKIP LOCKED and stay locked while they are published. A crash
 // between publish and the commit that marks rows sent publishes them again (at least once).
 // Rows the broker does not confirm stay pending, and the relay waits a poll interval before
