@@ -5,7 +5,7 @@ txp_unit_test(notifier_integration_tests
     ${CMAKE_CURRENT_LIST_DIR}/../support/process.cpp
     ${CMAKE_CURRENT_LIST_DIR}/notifier_fixture.cpp
     ${CMAKE_CURRENT_LIST_DIR}/notifier_test.cpp
-  LIBS txp::notifier txp::http txp::testing Threads::Threads
+  LIBS txp::notifier txp::ledger txp::http txp::testing Threads::Threads
   LABELS integration)
 target_include_directories(notifier_integration_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_compile_definitions(notifier_integration_tests PRIVATE

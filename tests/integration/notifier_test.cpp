@@ -3,8 +3,11 @@
 // the error queue without holding up other endpoints, the URL policy and per-user feeds.
 #include "notifier_fixture.hpp"
 
+#include "ledger.hpp"
 #include "recorder.hpp"
 #include "webhook_url_policy.hpp"
+
+#include "txp/db/migrations.hpp"
 
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
@@ -505,6 +508,66 @@ TEST_CASE("users see only their own feed; a transfer shows on both sides", "[not
         CHECK_THROWS(w.exec("DELETE FROM notify.notifications"));
     }
     CHECK(n->terminate() == 0);
+}
+
+TEST_CASE("an outcome whose event never reached the notifier is recorded from the ledger, once", "[notifier][recovery]") {
+    notifier_fixture f;
+    f.purge_queues();
+    db::pool_options lo;
+    lo.url = testing::database_url("ledger");
+    lo.size = 1;
+    db::pool ledger_pool(lo);
+    {
+        auto l = ledger_pool.acquire();
+        db::migrate(*l, "ledger", db::load_migrations(db::default_migrations_dir(), "ledger"));
+    }
+    // A deposit accepted and applied by the ledger, whose outcome event was then lost on its
+    // way to the notifier (a purged notifier.events, say): only the ledger knows of it.
+    auto user = notifier_fixture::fresh_user();
+    webhook_receiver rx;
+    auto [sub, secret] = f.subscribe(user, rx.url(), {"tx.*"});
+    ledger::tx_message m;
+    db::with_transaction(f.gateway_pool(), [&](pqxx::work& w) {
+        auto wallet = w.exec_params("SELECT ledger.open_wallet($1, 'USD')", user)[0][0].as<std::int64_t>();
+        auto r = w.exec_params("SELECT transaction_id::text, sequence FROM ledger.accept_transaction("
+                               "'test', $1, 'deposit', $2, NULL, 250, 'USD')",
+                               ids::uuid_v4(), wallet);
+        m.transaction_id = r[0][0].as<std::string>();
+        m.sequence = r[0][1].as<std::int64_t>();
+        m.type = "deposit";
+        m.wallet_id = wallet;
+        m.amount = 250;
+        m.currency = "USD";
+        m.origin = "test";
+        m.accepted_at = ids::iso8601_now();
+    });
+    ledger::processor p(ledger_pool, "test");
+    auto applied = p.run({{ids::uuid_v4(), m}}, {});
+    REQUIRE(applied.outcomes.at(0).kind == ledger::outcome_kind::completed);
+    p.forget({applied.journal});  // announced, as far as the ledger knows; the event is lost
+
+    auto n = f.start_notifier("feed-recovery", {{"TXP_FEED_RECOVERY_AFTER", "1s"}, {"TXP_RECOVERY_INTERVAL", "200ms"}});
+    REQUIRE(eventually([&] { return feed_count(f, user) == 1 && rx.count() == 1; }, std::chrono::seconds(30)));
+    auto feed = feed_of(f, user);
+    REQUIRE(feed.size() == 1);
+    CHECK(feed[0].event_id == m.transaction_id + ":completed");
+    CHECK(feed[0].transaction_id == m.transaction_id);
+    CHECK(feed[0].amount == 250);
+    CHECK(feed[0].balance_after == 250);
+    CHECK(feed[0].direction == "credit");
+    auto got = rx.requests();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].event_id == m.transaction_id + ":completed");
+    CHECK(notifier::verify_signature(secret, got[0].signature, got[0].body, unix_now()));
+    // The lost event turning up after all changes nothing: the same event id.
+    auto late = f.tx_event({.status = "completed", .type = "deposit", .owner = user, .wallet = m.wallet_id, .amount = 250,
+                            .balance_after = 250, .transaction_id = m.transaction_id});
+    f.publish({notifier_fixture::tx_events({late})});
+    amqp::admin admin(f.amqp_options());
+    CHECK(eventually([&] { return admin.queue_depth("notifier.events") == 0; }));
+    CHECK(n->terminate() == 0);  // settles what it took
+    CHECK(feed_count(f, user) == 1);
+    CHECK(rx.count() == 1);
 }
 
 TEST_CASE("invalid events are parked with a reason and change nothing", "[notifier][poison]") {

@@ -47,8 +47,12 @@ public:
     // Polls until every transaction left `queued`, or the deadline; returns how many are still queued.
     std::size_t wait_final(const std::vector<std::string>& ids, std::chrono::seconds deadline = std::chrono::seconds(90));
     std::vector<std::string> reconcile();
+    // Rows of ledger.unannounced: batches whose announcements were not confirmed (yet).
+    std::int64_t unannounced();
 
-    // Empties the ledger queues (main, retry tiers, error) and notifier.events.
+    // Empties the ledger queues (main, retry tiers, error) and notifier.events, and leaves
+    // nothing of earlier test cases to the recovery loop (unannounced rows, the scan's
+    // watermark moved to now).
     void purge_queues();
     amqp::connection_options amqp_options() const;
     std::unique_ptr<child_process> start_worker(const std::string& replica, std::map<std::string, std::string> extra = {});

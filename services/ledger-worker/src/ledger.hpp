@@ -2,6 +2,7 @@
 // as double-entry postings in one DB transaction, in each wallet's acceptance order.
 #pragma once
 
+#include "txp/amqp/message.hpp"
 #include "txp/db/db.hpp"
 
 #include <cstdint>
@@ -91,6 +92,37 @@ struct batch_item {
     tx_message msg;
 };
 
+// The outcome announcements of a run of events: tx.events.v1 messages, one per run of the same
+// status (so that the routing key says tx.completed, tx.rejected or tx.failed and the order is
+// kept), of at most max_events_per_message. from[k] lists the positions in `events` that
+// message k carries. correlation_id goes on a message that carries a single event.
+struct announcement_messages {
+    std::vector<amqp::outgoing> msgs;
+    std::vector<std::vector<std::size_t>> from;
+};
+announcement_messages announce(const std::vector<const tx_event*>& events,
+                               const std::vector<std::string>& correlation_ids = {});
+
+// A DB transaction that made transactions final also wrote one row of ledger.unannounced
+// listing them; `journal` is its id (0: none). Once the broker confirmed their announcements,
+// the row is deleted (processor::forget or apply_options::announced); a row left behind is
+// announced again by the recovery loop.
+struct apply_options {
+    bool allow_chain = true;
+    bool wait_for_wallets = true;
+    // ledger.unannounced rows whose announcements the broker confirmed: deleted in the same
+    // DB transaction as the batch (no round trip of their own).
+    std::vector<std::int64_t> announced;
+};
+
+struct apply_result {
+    std::vector<outcome> outcomes;  // outcomes[i] belongs to items[i]
+    // Transactions applied from the database ahead of their messages (chaining), or by
+    // recovery: their outcomes, in the order applied (to be announced with the items').
+    std::vector<tx_event> chained;
+    std::int64_t journal = 0;
+};
+
 // Applies batches. Thread-compatible: one processor per worker thread.
 class processor {
 public:
@@ -106,12 +138,29 @@ public:
     // them recorded. Throws db::db_error when the database fails (kind says whether to retry).
     std::vector<outcome> apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained = nullptr,
                                bool allow_chain = true, bool wait_for_wallets = true);
+    // The same, with the row of ledger.unannounced it wrote, and deleting confirmed ones.
+    apply_result run(const std::vector<batch_item>& items, const apply_options& o);
+
+    // Recovery: applies the accepted transactions of these wallets from the database, in
+    // each wallet's sequence order from the next one it expects (past transactions parked
+    // as failed), as a batch would chain them: for transactions whose messages were lost.
+    // Wallets another batch holds are skipped (never waits for a lock). Returns what it
+    // applied in `chained`, and its ledger.unannounced row.
+    apply_result recover(const std::vector<std::int64_t>& wallets);
 
     // Ends a queued transaction as failed with the reason (its message was parked), so that
     // the wallet's later transactions are not held up, and returns its event. When it was no
     // longer queued (applied by a batch that chained it, or marked before), returns its
-    // recorded outcome instead, so the parked message still announces it.
-    std::optional<tx_event> mark_failed(const tx_message& msg, const std::string& reason);
+    // recorded outcome instead, so the parked message still announces it. journal: the
+    // ledger.unannounced row written for a transaction it failed (0: none).
+    std::optional<tx_event> mark_failed(const tx_message& msg, const std::string& reason, std::int64_t* journal = nullptr);
+
+    // The recorded outcomes of final transactions, in the order given (unknown or queued
+    // ones left out): for announcing them again.
+    std::vector<tx_event> recorded_outcomes(const std::vector<std::string>& transaction_ids);
+
+    // Deletes ledger.unannounced rows whose announcements were confirmed.
+    void forget(const std::vector<std::int64_t>& journal);
 
 private:
     db::pool& pool_;

@@ -1,6 +1,8 @@
 // ledger.transaction.v1 and tx.event.v1: parsing, validation and serialisation.
 #include "ledger.hpp"
 
+#include "txp/amqp/topology.hpp"
+#include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
 #include "txp/common/schema.hpp"
 
@@ -80,6 +82,39 @@ std::string tx_event::to_json() const {
     w.kv("occurred_at", occurred_at);
     w.end_object();
     return w.str();
+}
+
+announcement_messages announce(const std::vector<const tx_event*>& events, const std::vector<std::string>& correlation_ids) {
+    announcement_messages out;
+    for (std::size_t k = 0; k < events.size();) {
+        std::size_t end = k + 1;
+        while (end < events.size() && end - k < max_events_per_message && events[end]->status == events[k]->status) ++end;
+        json::writer w;
+        w.start_object();
+        w.key("events").start_array();
+        std::vector<std::size_t> from;
+        for (auto j = k; j < end; ++j) {
+            auto e = events[j]->to_json();
+            w.w().RawValue(e.data(), e.size(), rapidjson::kObjectType);
+            from.push_back(j);
+        }
+        w.end_array();
+        w.end_object();
+        amqp::outgoing o;
+        o.exchange = amqp::events_exchange;
+        o.routing_key = events[k]->routing_key();
+        o.body = w.str();
+        o.props.message_id = ids::uuid_v4();
+        // A single outcome keeps its request's correlation id; a run has many.
+        if (end - k == 1 && k < correlation_ids.size()) o.props.correlation_id = correlation_ids[k];
+        o.props.type = events_type;
+        o.props.app_id = "ledger-worker";
+        o.props.timestamp = ids::unix_seconds();
+        out.msgs.push_back(std::move(o));
+        out.from.push_back(std::move(from));
+        k = end;
+    }
+    return out;
 }
 
 }  // namespace txp::ledger

@@ -107,31 +107,40 @@ bool content_matches(const tx_message& m, const tx_row& r) {
 
 class batch {
 public:
+    // recover: wallets to apply from the database (recovery); items_ is then empty.
     batch(pqxx::work& w, const std::vector<batch_item>& items, const std::string& replica, std::vector<tx_event>& chained,
-          bool allow_chain, bool wait_for_wallets)
+          bool allow_chain, bool wait_for_wallets, const std::vector<std::int64_t>& recover = {})
         : w_(w),
           items_(items),
           replica_(replica),
           chained_(chained),
           allow_chain_(allow_chain),
           wait_for_wallets_(wait_for_wallets),
+          recover_(recover),
           out_(items.size()) {}
 
+    // Returns the outcomes; journal() is the ledger.unannounced row written (0: none).
     std::vector<outcome> run() {
         lock_wallets();
-        load_inbox();
-        load_transactions();
-        classify();
-        apply_in_order();
-        if (allow_chain_) chain_early();
-        resolve_in_batch_duplicates();
+        if (!recover_.empty()) {
+            recover_wallets();
+        } else {
+            load_inbox();
+            load_transactions();
+            classify();
+            apply_in_order();
+            if (allow_chain_) chain_early();
+            resolve_in_batch_duplicates();
+        }
         write();
         return std::move(out_);
     }
 
+    std::int64_t journal() const { return journal_; }
+
 private:
     void lock_wallets() {
-        std::set<std::int64_t> ids;
+        std::set<std::int64_t> ids(recover_.begin(), recover_.end());
         for (const auto& it : items_) {
             ids.insert(it.msg.wallet_id);
             if (it.msg.to_wallet_id) ids.insert(*it.msg.to_wallet_id);
@@ -146,7 +155,7 @@ private:
         // goes ahead instead of queueing behind that replica's whole batch. Such a batch
         // never waits for a lock, so it is never part of a deadlock either.
         auto r = w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE" +
-                                    (wait_for_wallets_ ? "" : " SKIP LOCKED"),
+                                    (wait_for_wallets_ && recover_.empty() ? "" : " SKIP LOCKED"),
                                 db::array_literal(v));
         add_wallets(r);
         if (wallets_.size() == v.size()) return;
@@ -511,6 +520,34 @@ private:
             if (m.to_wallet_id) waiting.insert(*m.to_wallet_id);
         }
         if (waiting.empty()) return;
+        chain(waiting, early_item);
+        // An early item the chain could not take may be next now.
+        for (bool progress = true; progress;) {
+            progress = false;
+            for (auto i : pending_) {
+                if (out_[i].kind != outcome_kind::early || !ready(items_[i].msg)) continue;
+                apply_one(i);
+                progress = true;
+            }
+        }
+        // Items still waiting keep their "early" outcome; the ones applied above have theirs.
+    }
+
+    // Recovery: the wallets this batch could lock, chained from their next sequence. Busy
+    // wallets are left for the next look.
+    void recover_wallets() {
+        std::set<std::int64_t> waiting;
+        for (auto id : recover_) {
+            if (wallets_.count(id)) waiting.insert(id);
+        }
+        if (!waiting.empty()) chain(waiting, {});
+    }
+
+    // Applies the wallets' accepted transactions from the database in sequence order from
+    // each one's next, for as long as they are next in every wallet they touch; a wallet
+    // moves past a transaction parked as failed. A transaction that is an item of this batch
+    // (early_item) is applied as that item.
+    void chain(std::set<std::int64_t> waiting, const std::unordered_map<std::string, std::size_t>& early_item) {
         constexpr std::size_t max_chain = 2000;
         constexpr std::int64_t window = 500;
         std::size_t applied = 0;
@@ -527,7 +564,7 @@ private:
                     "  SELECT * FROM ledger.transactions x WHERE x.wallet_id = v.w AND x.sequence >= v.n AND x.sequence < v.n + $3"
                     "  UNION ALL"
                     "  SELECT * FROM ledger.transactions x WHERE x.to_wallet_id = v.w AND x.to_sequence >= v.n AND x.to_sequence < v.n + $3"
-                    ") t WHERE t.status = 'queued' AND t.type <> 'reversal'",
+                    ") t WHERE t.status IN ('queued', 'failed')",
                 db::array_literal(ids), db::array_literal(next), window);
             std::vector<tx_row> candidates;
             std::unordered_set<std::string> seen;
@@ -544,6 +581,19 @@ private:
                 add_wallets(w_.exec_params(std::string(wallet_cols) + "WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
                                            db::array_literal(v)));
             }
+            // A reversal needs the transaction it reverses (its status decides).
+            std::vector<std::string> originals;
+            for (const auto& t : candidates) {
+                if (t.reverses && !rows_.count(*t.reverses)) originals.push_back(*t.reverses);
+            }
+            if (!originals.empty()) {
+                for (const auto& row : w_.exec_params(std::string("SELECT ") + tx_cols +
+                                                          " FROM ledger.transactions t WHERE id = ANY($1::uuid[])",
+                                                      db::array_literal(originals))) {
+                    auto t = parse_tx_row(row);
+                    rows_.emplace(t.id, std::move(t));
+                }
+            }
             std::sort(candidates.begin(), candidates.end(), [](const tx_row& a, const tx_row& b) { return a.sequence < b.sequence; });
             bool progress = true, any = false;
             while (progress && applied < max_chain) {
@@ -551,6 +601,19 @@ private:
                 for (const auto& t : candidates) {
                     if (applied >= max_chain) break;
                     if (done.count(t.id)) continue;
+                    if (t.status == "failed") {
+                        // Parked: each wallet it touches moves past it when it is next there.
+                        for (auto [wid, seq] : {std::pair{std::optional<std::int64_t>(t.wallet_id), std::optional<std::int64_t>(t.sequence)},
+                                                std::pair{t.to_wallet_id, t.to_sequence}}) {
+                            if (!wid) continue;
+                            auto ws = wallets_.find(*wid);
+                            if (ws == wallets_.end() || ws->second.next != *seq) continue;
+                            ++ws->second.next;
+                            ws->second.changed = true;
+                            progress = any = true;
+                        }
+                        continue;
+                    }
                     auto w = wallets_.find(t.wallet_id);
                     if (w == wallets_.end() || w->second.next != t.sequence) continue;
                     if (t.to_wallet_id) {
@@ -570,6 +633,7 @@ private:
                         m.currency = t.currency;
                         m.sequence = t.sequence;
                         m.to_sequence = t.to_sequence;
+                        m.reverses_transaction_id = t.reverses;
                         m.reference = t.reference;
                         auto o = apply_message(m, nullptr);
                         if (o.event) chained_.push_back(std::move(*o.event));
@@ -580,16 +644,6 @@ private:
             }
             if (!any) break;
         }
-        // An early item the chain could not take (a reversal) may be next now.
-        for (bool progress = true; progress;) {
-            progress = false;
-            for (auto i : pending_) {
-                if (out_[i].kind != outcome_kind::early || !ready(items_[i].msg)) continue;
-                apply_one(i);
-                progress = true;
-            }
-        }
-        // Items still waiting keep their "early" outcome; the ones applied above have theirs.
     }
 
     void resolve_in_batch_duplicates() {
@@ -661,6 +715,16 @@ private:
                 throw db::db_error(db::failure_kind::transient, "transaction status changed concurrently");
             }
         }
+        if (!updates_.empty()) {
+            // What this DB transaction made final, in the order applied: announced by whoever
+            // publishes this batch's outcomes, or else by the recovery loop.
+            std::vector<std::string> ids;
+            for (const auto& u : updates_) ids.push_back(u.id);
+            journal_ = w_.exec_params("INSERT INTO ledger.unannounced (transaction_ids, replica) VALUES ($1::uuid[], $2) "
+                                      "RETURNING id",
+                                      db::array_literal(ids), replica_)[0][0]
+                           .as<std::int64_t>();
+        }
         if (!inbox_new_.empty()) {
             std::vector<std::string> mid, tid;
             for (const auto& [m, t] : inbox_new_) {
@@ -680,6 +744,8 @@ private:
     std::vector<tx_event>& chained_;
     bool allow_chain_;
     bool wait_for_wallets_;
+    const std::vector<std::int64_t>& recover_;
+    std::int64_t journal_ = 0;
     std::vector<outcome> out_;
     std::map<std::int64_t, wallet_state> wallets_;
     std::set<std::int64_t> busy_;  // wallets another batch holds (only without waiting)
@@ -699,21 +765,80 @@ processor::processor(db::pool& pool, std::string replica) : pool_(pool), replica
 
 std::vector<outcome> processor::apply(const std::vector<batch_item>& items, std::vector<tx_event>* chained, bool allow_chain,
                                       bool wait_for_wallets) {
-    std::vector<outcome> out;
-    if (items.empty()) return out;
-    std::vector<tx_event> extra;
-    db::with_transaction(pool_, [&](pqxx::work& w) {
-        extra.clear();  // a retried DB transaction starts over
-        out = batch(w, items, replica_, extra, allow_chain, wait_for_wallets).run();
-    });
-    if (chained) *chained = std::move(extra);
+    auto r = run(items, {allow_chain, wait_for_wallets, {}});
+    if (chained) *chained = std::move(r.chained);
+    return std::move(r.outcomes);
+}
+
+namespace {
+
+// The recorded outcomes of the final ones of these transactions, in the order given.
+std::vector<tx_event> recorded_outcomes_in(pqxx::work& w, const std::vector<std::string>& transaction_ids) {
+    std::vector<tx_event> out;
+    auto rows = w.exec_params(std::string("SELECT ") + tx_cols +
+                                  ", (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
+                                  "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
+                                  "FROM unnest($1::uuid[]) WITH ORDINALITY AS x(id, n) "
+                                  "JOIN ledger.transactions t ON t.id = x.id WHERE t.status <> 'queued' ORDER BY x.n",
+                              db::array_literal(transaction_ids));
+    for (const auto& row : rows) {
+        out.push_back(recorded_event(parse_tx_row(row), opt<std::int64_t>(row[15]), opt<std::int64_t>(row[16])));
+    }
     return out;
 }
 
-std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::string& reason) {
+void delete_journal(pqxx::work& w, const std::vector<std::int64_t>& journal) {
+    if (!journal.empty()) {
+        w.exec_params("DELETE FROM ledger.unannounced WHERE id = ANY($1::bigint[])", db::array_literal(journal));
+    }
+}
+
+}  // namespace
+
+apply_result processor::run(const std::vector<batch_item>& items, const apply_options& o) {
+    apply_result res;
+    if (items.empty() && o.announced.empty()) return res;
+    db::with_transaction(pool_, [&](pqxx::work& w) {
+        res = {};  // a retried DB transaction starts over
+        delete_journal(w, o.announced);
+        if (items.empty()) return;
+        batch b(w, items, replica_, res.chained, o.allow_chain, o.wait_for_wallets);
+        res.outcomes = b.run();
+        res.journal = b.journal();
+    });
+    return res;
+}
+
+apply_result processor::recover(const std::vector<std::int64_t>& wallets) {
+    apply_result res;
+    if (wallets.empty()) return res;
+    const std::vector<batch_item> none;
+    db::with_transaction(pool_, [&](pqxx::work& w) {
+        res = {};
+        batch b(w, none, replica_, res.chained, true, false, wallets);
+        b.run();
+        res.journal = b.journal();
+    });
+    return res;
+}
+
+void processor::forget(const std::vector<std::int64_t>& journal) {
+    if (journal.empty()) return;
+    db::with_transaction(pool_, [&](pqxx::work& w) { delete_journal(w, journal); });
+}
+
+std::vector<tx_event> processor::recorded_outcomes(const std::vector<std::string>& transaction_ids) {
+    std::vector<tx_event> out;
+    if (transaction_ids.empty()) return out;
+    db::with_transaction(pool_, [&](pqxx::work& w) { out = recorded_outcomes_in(w, transaction_ids); });
+    return out;
+}
+
+std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::string& reason, std::int64_t* journal) {
     std::optional<tx_event> ev;
     db::with_transaction(pool_, [&](pqxx::work& w) {
         ev.reset();
+        if (journal) *journal = 0;
         // The wallets first, in id order as batches lock them: a batch chaining this
         // transaction and this update then happen one after the other, never interleaved.
         std::vector<std::int64_t> wallets{m.wallet_id};
@@ -729,15 +854,10 @@ std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::s
             "(SELECT balance FROM ledger.wallets WHERE id = t.wallet_id)",
             m.transaction_id, reason, replica_, m.wallet_id, m.amount, m.sequence);
         if (r.empty()) {
-            // Already final (applied by a batch that chained it, or marked before): this
-            // message is its only announcement still pending, so announce what was recorded.
-            auto f = w.exec_params(std::string("SELECT ") + tx_cols +
-                                       ", (SELECT owner_id FROM ledger.wallets WHERE id = t.wallet_id), "
-                                       "(SELECT owner_id FROM ledger.wallets WHERE id = t.to_wallet_id) "
-                                       "FROM ledger.transactions t WHERE t.id = $1::uuid AND t.status <> 'queued'",
-                                       m.transaction_id);
-            if (f.empty()) return;
-            ev = recorded_event(parse_tx_row(f[0]), opt<std::int64_t>(f[0][15]), opt<std::int64_t>(f[0][16]));
+            // Already final (applied by a batch that chained it, or marked before): announce
+            // what was recorded (again: consumers deduplicate by event id).
+            auto f = recorded_outcomes_in(w, {m.transaction_id});
+            if (!f.empty()) ev = std::move(f.front());
             return;
         }
         tx_event e;
@@ -755,6 +875,11 @@ std::optional<tx_event> processor::mark_failed(const tx_message& m, const std::s
         e.reference = m.reference;
         e.occurred_at = ids::iso8601_now();
         ev = e;
+        auto j = w.exec_params("INSERT INTO ledger.unannounced (transaction_ids, replica) VALUES (ARRAY[$1::uuid], $2) "
+                               "RETURNING id",
+                               m.transaction_id, replica_)[0][0]
+                     .as<std::int64_t>();
+        if (journal) *journal = j;
     });
     return ev;
 }

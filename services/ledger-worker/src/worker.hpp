@@ -59,12 +59,15 @@ private:
         std::vector<amqp::outgoing> msgs;
         std::vector<std::vector<std::size_t>> msg_deliveries;  // msgs[k] belongs to these deliveries
         std::vector<bool> ok;                   // filled by the publisher thread
+        bool all_confirmed = false;             // every message confirmed (publisher thread)
+        std::vector<std::int64_t> journal;      // ledger.unannounced rows of these announcements
         std::int64_t apply_us = 0;
         std::int64_t publish_us = 0;
     };
     void handle(std::vector<held_delivery> batch, bool wait_for_wallets);
     void publisher_loop();
     void settle(bool wait_all);
+    void forget_announced();
 
     worker_options opts_;
     std::string replica_;
@@ -72,6 +75,9 @@ private:
     amqp::consumer consumer_;
     amqp::publisher publisher_;
     std::vector<held_delivery> held_;
+    // ledger.unannounced rows whose announcements were confirmed: deleted with the next
+    // batch's DB transaction, or on their own when idle (consumer thread only).
+    std::vector<std::int64_t> announced_;
     std::atomic<std::uint64_t> processed_{0};
 
     std::mutex mu_;

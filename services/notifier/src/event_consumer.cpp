@@ -22,32 +22,6 @@ metrics::counter& event_counter(const char* outcome) {
     return metrics::global().get_counter("txp_notifier_events_total", "Events handled by outcome", {{"outcome", outcome}});
 }
 
-// One notify.created per recorded batch (not per entry): gateways receive every entry
-// anyway and pick their users' out, and one persistent message per batch keeps the broker
-// off the hot path.
-amqp::outgoing created_message(std::vector<feed_entry>::const_iterator first, std::vector<feed_entry>::const_iterator last,
-                               const amqp::delivery& cause) {
-    json::writer w;
-    w.start_object();
-    w.key("entries").start_array();
-    for (auto it = first; it != last; ++it) {
-        auto entry = it->to_json();
-        w.w().RawValue(entry.data(), entry.size(), rapidjson::kObjectType);
-    }
-    w.end_array();
-    w.end_object();
-    amqp::outgoing o;
-    o.exchange = amqp::events_exchange;
-    o.routing_key = "notify.created";
-    o.body = w.str();
-    o.props.message_id = ids::uuid_v4();
-    o.props.correlation_id = cause.props.correlation_id;
-    o.props.type = created_type;
-    o.props.app_id = service_name;
-    o.props.timestamp = ids::unix_seconds();
-    return o;
-}
-
 // A parked webhook delivery moved back to notifier.events by an operator.
 std::optional<std::string> rescheduled_delivery_id(const amqp::delivery& d) {
     try {
@@ -210,11 +184,8 @@ void event_consumer::handle(std::vector<amqp::delivery> batch) {
         // notify.created for every entry of the batch (also those recorded before: a
         // redelivered event is announced again; SSE senders skip seqs they have sent). If it
         // is not confirmed, every event of the batch is redelivered and announced again.
-        constexpr std::size_t per_message = 500;
-        for (std::size_t k = 0; k < entries.size(); k += per_message) {
-            auto end = std::min(entries.size(), k + per_message);
-            msgs.push_back(created_message(entries.begin() + static_cast<std::ptrdiff_t>(k),
-                                           entries.begin() + static_cast<std::ptrdiff_t>(end), batch[leg_of.front()]));
+        for (auto& m : created_messages(entries, batch[leg_of.front()].props.correlation_id)) {
+            msgs.push_back(std::move(m));
             msg_delivery.push_back(batch.size());  // the whole batch
         }
     }

@@ -3,6 +3,7 @@
 //   notifier            run the service (the default)
 //   notifier migrate    apply the notify schema's migrations and exit
 #include "event_consumer.hpp"
+#include "feed_recovery.hpp"
 #include "webhook_crypto.hpp"
 #include "webhook_dispatcher.hpp"
 #include "webhook_url_policy.hpp"
@@ -64,6 +65,15 @@ int run() {
     co.prefetch = static_cast<std::uint16_t>(config::get_int("TXP_PREFETCH", 1000, 1, 10000));
     co.announce = config::get_bool("TXP_ANNOUNCE", true);
     auto dopts = dispatcher_options_from_env(co.amqp);
+    notifier::feed_recovery_options fro;
+    fro.amqp = co.amqp;
+    fro.amqp.connection_name = "notifier feed recovery " + log::replica();
+    fro.database_url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
+    fro.interval = config::get_duration("TXP_RECOVERY_INTERVAL", fro.interval);
+    fro.after = config::get_duration("TXP_FEED_RECOVERY_AFTER", fro.after);
+    if (fro.interval.count() <= 0) throw config::config_error("TXP_RECOVERY_INTERVAL: expected a positive duration (e.g. 5s)");
+    if (fro.after.count() <= 0) throw config::config_error("TXP_FEED_RECOVERY_AFTER: expected a positive duration (e.g. 30s)");
+    fro.announce = co.announce;
     bool do_migrate = config::get_bool("TXP_MIGRATE", true);
 
     shutdown::install();
@@ -78,9 +88,12 @@ int run() {
 
     notifier::webhook_dispatcher dispatcher(std::move(dopts), pool);
     dispatcher.start();
+    notifier::feed_recovery recovery(fro, pool, [&] { dispatcher.wake(); });
+    recovery.start();
     notifier::event_consumer consumer(co, pool, [&] { dispatcher.wake(); });
     log::info("notifier started", {{"ops_port", static_cast<std::int64_t>(ops.port())}});
     consumer.run([] { return shutdown::requested(); });
+    recovery.stop();
     dispatcher.stop();
     ops.stop();
     log::info("notifier stopped cleanly", {{"recorded", consumer.recorded()}});

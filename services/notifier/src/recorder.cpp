@@ -1,6 +1,7 @@
 // Event parsing and the batch recorder (see recorder.hpp).
 #include "recorder.hpp"
 
+#include "txp/amqp/topology.hpp"
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
 #include "txp/common/schema.hpp"
@@ -273,6 +274,33 @@ record_result record(db::pool& pool, std::span<const event_leg> input) {
             out.entries.push_back(feed_entry_from_row(r));
         }
     });
+    return out;
+}
+
+std::vector<amqp::outgoing> created_messages(const std::vector<feed_entry>& entries, const std::string& correlation_id) {
+    constexpr std::size_t per_message = 500;
+    std::vector<amqp::outgoing> out;
+    for (std::size_t k = 0; k < entries.size(); k += per_message) {
+        json::writer w;
+        w.start_object();
+        w.key("entries").start_array();
+        for (auto i = k; i < std::min(entries.size(), k + per_message); ++i) {
+            auto entry = entries[i].to_json();
+            w.w().RawValue(entry.data(), entry.size(), rapidjson::kObjectType);
+        }
+        w.end_array();
+        w.end_object();
+        amqp::outgoing o;
+        o.exchange = amqp::events_exchange;
+        o.routing_key = "notify.created";
+        o.body = w.str();
+        o.props.message_id = ids::uuid_v4();
+        o.props.correlation_id = correlation_id;
+        o.props.type = created_type;
+        o.props.app_id = "notifier";
+        o.props.timestamp = ids::unix_seconds();
+        out.push_back(std::move(o));
+    }
     return out;
 }
 

@@ -68,6 +68,11 @@ struct record_result {
 // db::db_error (kind says whether a retry may succeed).
 record_result record(db::pool& pool, std::span<const event_leg> legs);
 
+// notify.created announcements of recorded entries, one message per up to 500 (not one per
+// entry): gateways receive every entry anyway and pick their users' out, and one persistent
+// message per batch keeps the broker off the hot path.
+std::vector<amqp::outgoing> created_messages(const std::vector<feed_entry>& entries, const std::string& correlation_id);
+
 // Schedules parked or failed deliveries again with fresh attempts (an operator moved their
 // messages back from the error queue). Returns how many were rescheduled.
 std::size_t reschedule_deliveries(db::pool& pool, const std::vector<std::string>& delivery_ids);
