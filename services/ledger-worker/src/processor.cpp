@@ -2,10 +2,10 @@
 // order, recognises duplicates through the inbox and the transaction status, applies each
 // wallet's transactions in acceptance order, and writes postings set-based.
 #include "ledger.hpp"
+#include "posting_rules.hpp"
 
 #include "txp/common/ids.hpp"
 #include "txp/common/log.hpp"
-#include "txp/common/money.hpp"
 
 #include <algorithm>
 #include <map>
@@ -384,88 +384,31 @@ private:
     outcome apply_message(const tx_message& m, const std::string* message_id) {
         auto& w = wallets_.at(m.wallet_id);
         wallet_state* t = m.to_wallet_id ? &wallets_.at(*m.to_wallet_id) : nullptr;
-        std::optional<std::string> reject;
         const std::string& tx = m.transaction_id;
 
-        auto outgoing_check = [&](wallet_state& from) -> std::optional<std::string> {
-            if (from.overdrawn) return "wallet_overdrawn";
-            std::int64_t after;
-            if (__builtin_sub_overflow(from.balance, m.amount, &after) || after < -from.limit) return "insufficient_funds";
-            return std::nullopt;
+        // The rules (posting_rules.hpp) on the wallets' current state, then back into it.
+        auto as_balance = [](const wallet_state& ws) {
+            return wallet_balance{ws.id, ws.currency, ws.status == "active", ws.balance, ws.limit, ws.overdrawn};
         };
-        auto credit = [&](wallet_state& to) -> bool {
-            auto v = money::checked_add(to.balance, m.amount);
-            if (!v) return false;
-            to.balance = *v;
-            return true;
-        };
-
-        if (m.type == "deposit") {
-            if (w.status != "active") reject = "wallet_closed";
-            else if (w.currency != m.currency) reject = "currency_mismatch";
-            else if (!money::checked_add(w.balance, m.amount)) reject = "balance_overflow";
-            else {
-                credit(w);
-                post(tx, w.id, std::nullopt, m.amount, m.currency);
-                post(tx, std::nullopt, "external:bank", -m.amount, m.currency);
-            }
-        } else if (m.type == "withdrawal" || m.type == "payment") {
-            if (w.status != "active") reject = "wallet_closed";
-            else if (w.currency != m.currency) reject = "currency_mismatch";
-            else if ((reject = outgoing_check(w))) {
-            } else {
-                w.balance -= m.amount;
-                post(tx, w.id, std::nullopt, -m.amount, m.currency);
-                post(tx, std::nullopt, m.type == "payment" ? "external:merchant" : "external:bank", m.amount, m.currency);
-            }
-        } else if (m.type == "transfer") {
-            if (w.status != "active" || t->status != "active") reject = "wallet_closed";
-            else if (w.currency != m.currency || t->currency != m.currency) reject = "currency_mismatch";
-            else if ((reject = outgoing_check(w))) {
-            } else if (!money::checked_add(t->balance, m.amount)) reject = "balance_overflow";
-            else {
-                w.balance -= m.amount;
-                credit(*t);
-                post(tx, w.id, std::nullopt, -m.amount, m.currency);
-                post(tx, t->id, std::nullopt, m.amount, m.currency);
-            }
-        } else if (m.type == "reversal") {
-            auto orig = rows_.find(*m.reverses_transaction_id);
-            if (orig == rows_.end() || orig->second.status != "completed") {
-                reject = "not_reversible";
-            } else {
-                // A reversal records a fact (the bank took the money back): it is applied even
-                // below the limit, and the wallet is then marked overdrawn.
-                const auto& o = orig->second;
-                std::int64_t sign = (o.type == "deposit") ? -1 : 1;  // deposit reversed: money leaves
-                auto add = [&](wallet_state& ws, std::int64_t delta) {
-                    auto v = money::checked_add(ws.balance, delta);
-                    if (v) ws.balance = *v;
-                    return v.has_value();
-                };
-                if (o.type == "transfer") {
-                    if (!money::checked_add(w.balance, m.amount)) reject = "balance_overflow";
-                    else {
-                        add(w, m.amount);
-                        add(*t, -m.amount);
-                        post(tx, w.id, std::nullopt, m.amount, m.currency);
-                        post(tx, t->id, std::nullopt, -m.amount, m.currency);
-                    }
-                } else if (!money::checked_add(w.balance, sign * m.amount)) {
-                    reject = "balance_overflow";
-                } else {
-                    add(w, sign * m.amount);
-                    post(tx, w.id, std::nullopt, sign * m.amount, m.currency);
-                    post(tx, std::nullopt, o.type == "payment" ? "external:merchant" : "external:bank", -sign * m.amount,
-                         m.currency);
-                }
+        auto wb = as_balance(w);
+        std::optional<wallet_balance> tb;
+        if (t) tb = as_balance(*t);
+        std::optional<reversed_transaction> reversed;
+        if (m.reverses_transaction_id) {
+            if (auto orig = rows_.find(*m.reverses_transaction_id); orig != rows_.end()) {
+                reversed = reversed_transaction{orig->second.type, orig->second.status};
             }
         }
-
-        for (auto* ws : {&w, t}) {
-            if (!ws) continue;
-            ws->overdrawn = ws->balance < -ws->limit;
-            ws->changed = true;
+        auto result = apply_rules({m.type, m.amount, m.currency}, wb, tb ? &*tb : nullptr, reversed);
+        std::optional<std::string> reject = result.rejected;
+        for (const auto& l : result.legs) post(tx, l.wallet_id, l.system_account, l.amount, m.currency);
+        w.balance = wb.balance;
+        w.overdrawn = wb.overdrawn;
+        w.changed = true;
+        if (t) {
+            t->balance = tb->balance;
+            t->overdrawn = tb->overdrawn;
+            t->changed = true;
         }
         w.next = m.sequence + 1;
         if (t) t->next = *m.to_sequence + 1;
