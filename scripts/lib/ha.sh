@@ -93,11 +93,14 @@ ha_rabbit_await() {
   done
 }
 
-# The AMQP URLs of every node, comma-separated (TXP_AMQP_URL of the services), for VHOST.
+# The AMQP URLs of every node, comma-separated (TXP_AMQP_URL of the services), for VHOST,
+# starting with node FIRST (default 1): services given different first nodes spread their
+# connections over the cluster.
 ha_rabbit_urls() {
-  local v="${1:-/}" i out=""
+  local v="${1:-/}" first="${2:-1}" i k out=""
   [ "$v" = "/" ] && v="%2f"
-  for i in $(seq 1 "$HA_RABBIT_NODES"); do
+  for k in $(seq 0 $((HA_RABBIT_NODES - 1))); do
+    i=$(( (first - 1 + k) % HA_RABBIT_NODES + 1 ))
     out="${out:+$out,}amqp://guest:guest@127.0.0.1:$((HA_RABBIT_PORT + i - 1))/$v"
   done
   printf '%s' "$out"
@@ -126,12 +129,13 @@ ha_rabbit_start() {
   log "RabbitMQ cluster up: $HA_RABBIT_NODES nodes"
 }
 
-ha_rabbit_pid() { cat "$HA_RABBIT_DIR/node$1/pid" 2>/dev/null; }
+ha_rabbit_pid() { cat "$HA_RABBIT_DIR/node$1/pid" 2>/dev/null || true; }
 
 # kill -9 of node N's Erlang VM (its epmd registration lapses with it).
 ha_rabbit_kill() {
   local pid; pid=$(ha_rabbit_pid "$1")
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  [ -n "$pid" ] || return 0
+  kill -KILL "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
 }
 
@@ -140,7 +144,7 @@ ha_rabbit_stop() {
   local i pid
   for i in $(seq 1 "${HA_RABBIT_NODES:-3}"); do
     pid=$(ha_rabbit_pid "$i")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
   done
   for i in $(seq 1 "${HA_RABBIT_NODES:-3}"); do
     pid=$(ha_rabbit_pid "$i")
@@ -148,6 +152,7 @@ ha_rabbit_stop() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
+  return 0
 }
 
 # --- PostgreSQL with Patroni and etcd --------------------------------------------------
@@ -327,9 +332,12 @@ ha_pg_stop() {
     # Patroni stops its PostgreSQL; a killed Patroni leaves it running.
     [ -f "$d/data/postmaster.pid" ] && runuser -u postgres -- "$HA_PG_BIN/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
   done
-  pid=$(cat "$HA_PG_DIR/etcd/pid" 2>/dev/null) && { kill -TERM "$pid" 2>/dev/null || true; }
+  pid=$(cat "$HA_PG_DIR/etcd/pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
+  return 0
 }
 
 # --- pointing infra.sh at the HA instances ------------------------------------------------
