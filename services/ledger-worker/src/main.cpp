@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
         }
         if (cmd == "recover") {
             amqp::connection_options ao;
-            ao.ep = amqp::endpoint::parse(config::require_url("TXP_AMQP_URL", "amqp,amqps"));
+            ao.set_endpoints(config::require_url("TXP_AMQP_URL", "amqp,amqps"));
             ao.connection_name = "ledger-worker recover";
             db::pool pool(pool_options(1));
             ledger::recovery rec(recovery_options(ao), pool, log::replica());
