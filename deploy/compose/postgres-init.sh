@@ -19,8 +19,9 @@ SQL
 "${psql[@]}" --dbname "$db" -f "$sql_dir/schemas.sql" >/dev/null
 # txp's server settings (deploy/postgres/txp.conf, shared_buffers sized to the container by
 # txp-conf.sh), read from the next start on: the image's entrypoint restarts the server after
-# these scripts. A data volume initialised before keeps its settings.
-if [ -n "${PGDATA:-}" ] && [ -f "$sql_dir/txp-conf.sh" ] && ! grep -q "txp.conf" "$PGDATA/postgresql.conf"; then
+# these scripts. A data volume initialised before keeps its settings. Under Patroni
+# (docker-compose.ha.yml, TXP_PG_CONF=false) the settings are Patroni's parameters instead.
+if [ "${TXP_PG_CONF:-true}" = true ] && [ -n "${PGDATA:-}" ] && [ -f "$sql_dir/txp-conf.sh" ] && ! grep -q "txp.conf" "$PGDATA/postgresql.conf"; then
   bash "$sql_dir/txp-conf.sh" >"$PGDATA/txp.conf"
   echo "include_if_exists = 'txp.conf'" >>"$PGDATA/postgresql.conf"
 fi

@@ -30,6 +30,12 @@ cat >"$dir/10-user.json" <<JSON
   "permissions": [{"user": $(json_string "$user"), "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]
 }
 JSON
+# The nodes of a cluster (docker-compose.ha.yml) share one Erlang cookie.
+if [ -n "${TXP_RABBITMQ_ERLANG_COOKIE:-}" ]; then
+    printf '%s' "$TXP_RABBITMQ_ERLANG_COOKIE" >/var/lib/rabbitmq/.erlang.cookie
+    chmod 400 /var/lib/rabbitmq/.erlang.cookie
+    if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then chown rabbitmq:rabbitmq /var/lib/rabbitmq/.erlang.cookie; fi
+fi
 # The image's entrypoint drops to the rabbitmq user, which must read these files.
 if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
     chown -R rabbitmq:rabbitmq "$dir"

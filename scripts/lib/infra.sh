@@ -119,46 +119,82 @@ start_rabbitmq() {
   log "RabbitMQ management API did not come up"; return 1
 }
 
+# pg_admin_psql DB ARGS...: psql as the server's superuser, on database DB (through the local
+# socket as the postgres user; over TCP to the primary after ha_use).
+pg_admin_psql() {
+  local db="$1"; shift
+  if [ -n "${PG_ADMIN_URL_BASE:-}" ]; then
+    psql -X "$PG_ADMIN_URL_BASE/$db?target_session_attrs=read-write" "$@"
+  else
+    as_postgres psql -X -d "$db" "$@"
+  fi
+}
+
 # bootstrap_database DBNAME: roles, database and per-service schemas (deploy/postgres/bootstrap.sql).
 bootstrap_database() {
   local db="$1"
-  as_postgres psql -q -v ON_ERROR_STOP=1 -d postgres \
+  pg_admin_psql postgres -q -v ON_ERROR_STOP=1 \
     -v dbname="$db" -v password="${TXP_DB_PASSWORD:-txp-dev-password}" \
     -f "$TXP_ROOT/deploy/postgres/roles.sql" >/dev/null
-  if ! as_postgres psql -tAq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
-    as_postgres createdb -O txp_admin "$db"
+  if ! pg_admin_psql postgres -tAq -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+    pg_admin_psql postgres -q -c "CREATE DATABASE \"$db\" OWNER txp_admin" >/dev/null
   fi
-  PGOPTIONS="-c client_min_messages=warning" as_postgres psql -q -v ON_ERROR_STOP=1 -d "$db" -f "$TXP_ROOT/deploy/postgres/schemas.sql" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" pg_admin_psql "$db" -q -v ON_ERROR_STOP=1 -f "$TXP_ROOT/deploy/postgres/schemas.sql" >/dev/null
 }
 
 drop_database() {
-  as_postgres psql -q -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+  pg_admin_psql postgres -q -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+# rabbitmqctl of the broker in use (the machine's node, or the HA cluster after ha_use).
+rmqctl() { "${RABBIT_CTL_FN:-rabbitmqctl}" "$@"; }
+
+# The definitions file of the queue type in use (TXP_QUEUE_TYPE, quorum by default).
+definitions_file() {
+  case "${TXP_QUEUE_TYPE:-quorum}" in
+    classic) echo "$TXP_ROOT/deploy/rabbitmq/definitions-classic.json" ;;
+    *) echo "$TXP_ROOT/deploy/rabbitmq/definitions.json" ;;
+  esac
 }
 
 # bootstrap_vhost NAME: a vhost with full permissions for guest and txp's broker policies.
 # The services declare exchanges and queues themselves; policies cannot be set over AMQP, so
-# they are applied here from deploy/rabbitmq/definitions.json (which docker-compose loads).
+# they are applied here from the definitions file of the queue type in use (which
+# docker-compose loads). txp policies that file does not have (txp-lazy-queues, on a vhost
+# that had classic queues before) are cleared.
 bootstrap_vhost() {
-  rabbitmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
-  rabbitmqctl -q set_permissions -p "$1" guest ".*" ".*" ".*" >/dev/null
-  local defs="$TXP_ROOT/deploy/rabbitmq/definitions.json" p
+  rmqctl -q add_vhost "$1" >/dev/null 2>&1 || true
+  rmqctl -q set_permissions -p "$1" guest ".*" ".*" ".*" >/dev/null
+  local defs p name
+  defs=$(definitions_file)
   while IFS= read -r p; do
-    rabbitmqctl -q set_policy -p "$1" --apply-to "$(jq -r '."apply-to"' <<<"$p")" \
+    rmqctl -q set_policy -p "$1" --apply-to "$(jq -r '."apply-to"' <<<"$p")" \
       --priority "$(jq -r '.priority' <<<"$p")" "$(jq -r '.name' <<<"$p")" "$(jq -r '.pattern' <<<"$p")" \
       "$(jq -c '.definition' <<<"$p")" >/dev/null
   done < <(jq -c '.policies[]?' "$defs")
+  while IFS= read -r name; do
+    jq -e --arg n "$name" '[.policies[]?.name] | index($n)' "$defs" >/dev/null ||
+      rmqctl -q clear_policy -p "$1" "$name" >/dev/null
+  done < <(rmqctl -q list_policies -p "$1" --formatter json 2>/dev/null | jq -r '.[]? | .name | select(startswith("txp-"))')
 }
 
-drop_vhost() { rabbitmqctl -q delete_vhost "$1" >/dev/null 2>&1 || true; }
+drop_vhost() { rmqctl -q delete_vhost "$1" >/dev/null 2>&1 || true; }
 
-# db_url ROLE DB: the TCP URL a service uses.
-db_url() { printf 'postgresql://%s:%s@127.0.0.1:%s/%s' "$1" "${TXP_DB_PASSWORD:-txp-dev-password}" "$PG_PORT" "$2"; }
+# db_url ROLE DB: the TCP URL a service uses (every member of the HA cluster after ha_use:
+# libpq tries them in turn and keeps the one that takes writes).
+db_url() {
+  printf 'postgresql://%s:%s@%s/%s%s' "$1" "${TXP_DB_PASSWORD:-txp-dev-password}" "${PG_HOSTS:-127.0.0.1:$PG_PORT}" "$2" "${PG_URL_PARAMS:-}"
+}
 
-# amqp_url VHOST
+# amqp_url VHOST (every node of the HA cluster, comma-separated, after ha_use)
 amqp_url() {
+  if [ -n "${AMQP_URL_FN:-}" ]; then "$AMQP_URL_FN" "$1"; return; fi
   local v="$1"; [ "$v" = "/" ] && v="%2f"
   printf 'amqp://guest:guest@127.0.0.1:5672/%s' "$v"
 }
+
+# The management API of the broker in use.
+rabbit_api() { printf '%s' "${RABBIT_API:-http://guest:guest@127.0.0.1:15672/api}"; }
 
 # build_txp PRESET [TARGET...]: configure (once) and build with 2 jobs; with targets, only
 # those of them that exist in this checkout (the demo needs no test programs).

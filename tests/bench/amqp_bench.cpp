@@ -1,7 +1,9 @@
 // End-to-end throughput of txp::amqp (one publisher thread with confirms, one consumer
 // thread with acks, persistent 300-byte messages through a durable queue), next to a
-// minimal raw rabbitmq-c program of the same shape measured in the same run.
-//   amqp_bench [N=100000]   broker: TXP_BENCH_AMQP_URL, else TXP_TEST_AMQP_URL, else local "/"
+// minimal raw rabbitmq-c program of the same shape measured in the same run, into a classic
+// queue as txp declares them (lazy, version 2) and into a quorum queue.
+//   amqp_bench [N=100000] [classic|quorum|both=both]
+// broker: TXP_BENCH_AMQP_URL, else TXP_TEST_AMQP_URL, else local "/" (the first URL of a list)
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
@@ -39,10 +41,10 @@ txp::amqp::connection_options options(const txp::amqp::endpoint& ep, const char*
     return o;
 }
 
+// The queue is declared by the raw setup connection (declare_queue): the library's publisher
+// and consumer declare nothing.
 double library_run(const txp::amqp::endpoint& ep, const std::string& queue, long n) {
     txp::amqp::topology topo;
-    topo.queues.push_back(txp::amqp::queue_decl{.name = queue});
-    txp::amqp::admin(options(ep, "amqp_bench.setup")).declare(topo);
 
     std::atomic<long> failed{0};
     long received = 0;
@@ -113,10 +115,30 @@ void raw_close(amqp_connection_state_t st) {
     amqp_destroy_connection(st);
 }
 
+// A durable queue of the given type: classic as txp's policy makes them (lazy, version 2),
+// or quorum.
+void declare_queue(const txp::amqp::endpoint& ep, const std::string& queue, txp::amqp::queue_type type) {
+    amqp_connection_state_t setup = raw_connect(ep);
+    amqp_table_entry_t args[2];
+    args[0].key = amqp_cstring_bytes("x-queue-type");
+    args[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    args[0].value.value.bytes = amqp_cstring_bytes("quorum");
+    int n = 1;
+    if (type == txp::amqp::queue_type::classic) {
+        args[0].key = amqp_cstring_bytes("x-queue-mode");
+        args[0].value.value.bytes = amqp_cstring_bytes("lazy");
+        args[1].key = amqp_cstring_bytes("x-queue-version");
+        args[1].value.kind = AMQP_FIELD_KIND_I64;
+        args[1].value.value.i64 = 2;
+        n = 2;
+    }
+    amqp_queue_declare(setup, 1, amqp_cstring_bytes(queue.c_str()), 0, 1, 0, 0, amqp_table_t{n, args});
+    die_on(amqp_get_rpc_reply(setup), "queue.declare");
+    raw_close(setup);
+}
+
 double raw_run(const txp::amqp::endpoint& ep, const std::string& queue, long n) {
     amqp_connection_state_t setup = raw_connect(ep);
-    amqp_queue_declare(setup, 1, amqp_cstring_bytes(queue.c_str()), 0, 1, 0, 0, amqp_empty_table);
-    die_on(amqp_get_rpc_reply(setup), "queue.declare");
 
     long received = 0;
     const auto start = clock_type::now();
@@ -183,21 +205,32 @@ double raw_run(const txp::amqp::endpoint& ep, const std::string& queue, long n) 
 
 int main(int argc, char** argv) {
     const long n = argc > 1 ? std::atol(argv[1]) : 100000;
-    if (n <= 0) {
-        std::fprintf(stderr, "usage: amqp_bench [messages > 0]\n");
+    const std::string which = argc > 2 ? argv[2] : "both";
+    if (n <= 0 || (which != "classic" && which != "quorum" && which != "both")) {
+        std::fprintf(stderr, "usage: amqp_bench [messages > 0] [classic|quorum|both]\n");
         return 2;
     }
     try {
-        const auto ep = txp::amqp::endpoint::parse(broker_url());
+        const auto ep = txp::amqp::parse_endpoints(broker_url()).front();
         const std::string suffix = std::to_string(static_cast<long>(::getpid()));
         std::printf("amqp_bench: %ld persistent %zu-byte messages, confirms and acks, broker %s\n", n, body_size,
                     ep.describe().c_str());
         std::fflush(stdout);
-        const double lib = library_run(ep, "amqp_bench.library." + suffix, n);
-        std::printf("library: %.0f msg/s\n", lib);
-        std::fflush(stdout);
-        const double raw = raw_run(ep, "amqp_bench.raw." + suffix, n);
-        std::printf("raw rabbitmq-c: %.0f msg/s\n", raw);
+        for (auto type : {txp::amqp::queue_type::classic, txp::amqp::queue_type::quorum}) {
+            const std::string name = txp::amqp::to_string(type);
+            if (which != "both" && which != name) continue;
+            const char* label = type == txp::amqp::queue_type::classic ? "classic queue (lazy, version 2)" : "quorum queue";
+            const std::string lib_queue = "amqp_bench.library." + name + "." + suffix;
+            declare_queue(ep, lib_queue, type);
+            const double lib = library_run(ep, lib_queue, n);
+            std::printf("%s: library %.0f msg/s\n", label, lib);
+            std::fflush(stdout);
+            const std::string raw_queue = "amqp_bench.raw." + name + "." + suffix;
+            declare_queue(ep, raw_queue, type);
+            const double raw = raw_run(ep, raw_queue, n);
+            std::printf("%s: raw rabbitmq-c %.0f msg/s\n", label, raw);
+            std::fflush(stdout);
+        }
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "amqp_bench: %s\n", e.what());

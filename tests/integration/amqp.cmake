@@ -8,7 +8,7 @@ txp_unit_test(amqp_integration_tests
   LIBS txp::amqp txp::testing txp::rapidjson Threads::Threads
   LABELS integration)
 target_compile_definitions(amqp_integration_tests PRIVATE
-  TXP_AMQP_DEFINITIONS_FILE="${TXP_SOURCE_DIR}/deploy/rabbitmq/definitions.json")
+  TXP_AMQP_DEFINITIONS_DIR="${TXP_SOURCE_DIR}/deploy/rabbitmq")
 # Stops and starts the whole broker: never alongside other tests.
 add_test(NAME amqp_broker_restart_tests COMMAND amqp_integration_tests "[broker-restart]")
 set_tests_properties(amqp_broker_restart_tests PROPERTIES LABELS "integration" RUN_SERIAL TRUE TIMEOUT 600)

@@ -279,10 +279,12 @@ TEST_CASE("declaring the topology twice is harmless; a conflicting one is refuse
 namespace {
 // A queue's details from the management API once they include its policy fields (the broker
 // reports a new queue's details every few seconds).
-std::string queue_policy(const std::string& vhost, const std::string& queue) {
+// With want_policy false, once they include the queue's effective policy (none, or one).
+std::string queue_policy(const std::string& vhost, const std::string& queue, bool want_policy = true) {
     std::string body;
     for (int i = 0; i < 100; ++i) {
         body = txp::testing::rabbit_api_call("GET", "/queues/" + vhost + "/" + queue);
+        if (!want_policy && body.find("\"effective_policy_definition\":") != std::string::npos) break;
         if (body.find("\"policy\":") != std::string::npos && body.find("\"policy\":null") == std::string::npos) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -290,54 +292,140 @@ std::string queue_policy(const std::string& vhost, const std::string& queue) {
 }
 }  // namespace
 
-TEST_CASE("the committed definitions file is the exported topology and RabbitMQ accepts it", "[amqp][integration]") {
-    std::ifstream in(TXP_AMQP_DEFINITIONS_FILE);
-    REQUIRE(in.good());
-    std::stringstream file;
-    file << in.rdbuf();
-    // Regenerate with: txp-export-definitions > deploy/rabbitmq/definitions.json
-    CHECK(file.str() == txp_topology().to_definitions_json());
+TEST_CASE("the committed definitions files are the exported topology and RabbitMQ accepts them", "[amqp][integration]") {
+    // Regenerate with: txp-export-definitions quorum > deploy/rabbitmq/definitions.json,
+    // txp-export-definitions classic > deploy/rabbitmq/definitions-classic.json
+    for (auto [type, path] : {std::pair{queue_type::quorum, std::string(TXP_AMQP_DEFINITIONS_DIR "/definitions.json")},
+                              std::pair{queue_type::classic, std::string(TXP_AMQP_DEFINITIONS_DIR "/definitions-classic.json")}}) {
+        INFO(path);
+        std::ifstream in(path);
+        REQUIRE(in.good());
+        std::stringstream file;
+        file << in.rdbuf();
+        CHECK(file.str() == txp_topology(type).to_definitions_json());
 
-    // Import it into a fresh vhost, then declare the topology the services declare: any
-    // argument that differs would be refused with PRECONDITION_FAILED.
-    const std::string vh = "amqp_defs_" + txp::testing::unique_suffix();
-    int status = 0;
-    txp::testing::rabbit_api_call("PUT", "/vhosts/" + vh, &status);
-    REQUIRE((status == 201 || status == 204));
-    struct vhost_guard {
-        std::string vh;
-        ~vhost_guard() { txp::testing::rabbit_api_call("DELETE", "/vhosts/" + vh); }
-    } guard{vh};
-    std::string out;
-    txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' -d "
-                      "'{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}' '" +
-                          txp::testing::rabbit_api() + "/permissions/" + vh + "/guest'",
-                      &out);
-    REQUIRE((out == "201" || out == "204"));
-    out.clear();
-    txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' "
-                      "--data-binary @" TXP_AMQP_DEFINITIONS_FILE " '" +
-                          txp::testing::rabbit_api() + "/definitions/" + vh + "'",
-                      &out);
-    REQUIRE((out == "201" || out == "204"));
+        // Import it into a fresh vhost, then declare the topology the services declare: any
+        // argument that differs would be refused with PRECONDITION_FAILED.
+        const std::string vh = "amqp_defs_" + txp::testing::unique_suffix();
+        int status = 0;
+        txp::testing::rabbit_api_call("PUT", "/vhosts/" + vh, &status);
+        REQUIRE((status == 201 || status == 204));
+        struct vhost_guard {
+            std::string vh;
+            ~vhost_guard() { txp::testing::rabbit_api_call("DELETE", "/vhosts/" + vh); }
+        } guard{vh};
+        std::string out;
+        txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' -d "
+                          "'{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}' '" +
+                              txp::testing::rabbit_api() + "/permissions/" + vh + "/guest'",
+                          &out);
+        REQUIRE((out == "201" || out == "204"));
+        out.clear();
+        txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' "
+                          "--data-binary @" + path + " '" + txp::testing::rabbit_api() + "/definitions/" + vh + "'",
+                          &out);
+        REQUIRE((out == "201" || out == "204"));
 
-    connection_options o = options("amqp_test.definitions");
-    o.ep.vhost = vh;
-    admin a(o);
-    CHECK(a.queue_depth("ledger.transactions.retry.60s") == 0);  // imported
-    CHECK_NOTHROW(a.declare(txp_topology()));
-    // The policies came with it, and RabbitMQ applies them to the queues.
-    CHECK(queue_policy(vh, "ledger.transactions").find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
+        connection_options o = options("amqp_test.definitions");
+        o.ep.vhost = vh;
+        admin a(o);
+        CHECK(a.queue_depth("ledger.transactions.retry.60s") == 0);  // imported
+        CHECK_NOTHROW(a.declare(txp_topology(type)));
+        auto queue = queue_policy(vh, "ledger.transactions", type == queue_type::classic);
+        if (type == queue_type::classic) {
+            // The policies came with it, and RabbitMQ applies them to the queues.
+            CHECK(queue.find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
+        } else {
+            CHECK(queue.find("\"type\":\"quorum\"") != std::string::npos);
+            CHECK(queue.find("\"x-delivery-limit\":20") != std::string::npos);
+        }
+    }
 }
 
 TEST_CASE("the vhost scripts/test prepared carries the definitions file's policies", "[amqp][integration]") {
     // bootstrap_vhost (scripts/lib/infra.sh) applies them natively, as docker-compose's
-    // definitions import does: a queue the services declare here is lazy.
+    // definitions import does, from the file of the queue type in use: a classic queue the
+    // services declare here is lazy; a quorum queue is quorum, and no txp policy applies to it.
     admin a(options("amqp_test.policies"));
     a.declare(txp_topology());
     auto vh = txp::testing::vhost();
-    auto queue = queue_policy(vh == "/" ? std::string("%2f") : vh, "notifier.events");
-    CHECK(queue.find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
-    CHECK(queue.find("\"queue-mode\":\"lazy\"") != std::string::npos);
-    CHECK(queue.find("\"queue-version\":2") != std::string::npos);
+    const bool classic = queue_type_from_env() == queue_type::classic;
+    auto queue = queue_policy(vh == "/" ? std::string("%2f") : vh, "notifier.events", classic);
+    if (classic) {
+        CHECK(queue.find("\"policy\":\"txp-lazy-queues\"") != std::string::npos);
+        CHECK(queue.find("\"queue-mode\":\"lazy\"") != std::string::npos);
+        CHECK(queue.find("\"queue-version\":2") != std::string::npos);
+    } else {
+        CHECK(queue.find("\"type\":\"quorum\"") != std::string::npos);
+        CHECK(queue.find("\"effective_policy_definition\":{}") != std::string::npos);
+        CHECK(queue.find("txp-lazy-queues") == std::string::npos);
+    }
+}
+
+TEST_CASE("a refused publish goes out again on a new channel until it is confirmed", "[amqp][integration]") {
+    // A quorum queue's publishers that opened their channel during a leader election kept
+    // sending to the old leader (RabbitMQ 3.10) and had every publish nacked until they
+    // reconnected, while a new channel's publishes were confirmed. A queue that refuses
+    // everything (max-length 0, reject-publish, through a policy) stands in for it: a nacked
+    // message is published again on new channels until the timeout, then reported nacked;
+    // once the queue takes messages, the same publish call gets it confirmed.
+    scratch_queue q("nacked");
+    const std::string vh = txp::testing::vhost() == "/" ? std::string("%2f") : txp::testing::vhost();
+    const std::string policy = "amqp_test_full_" + txp::testing::unique_suffix();
+    auto set_policy = [&] {
+        std::string out;
+        txp::testing::run("curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: application/json' -d "
+                          "'{\"pattern\":\"^" + q.name + "$\",\"apply-to\":\"queues\",\"priority\":100,"
+                          "\"definition\":{\"max-length\":0,\"overflow\":\"reject-publish\"}}' '" +
+                              txp::testing::rabbit_api() + "/policies/" + vh + "/" + policy + "'",
+                          &out);
+        return out == "201" || out == "204";
+    };
+    REQUIRE(set_policy());
+    struct policy_guard {
+        std::string path;
+        ~policy_guard() { txp::testing::rabbit_api_call("DELETE", path); }
+    } guard{"/policies/" + vh + "/" + policy};
+    publisher pub(options("amqp_test.nacked"), q.topo);
+    std::vector<outgoing> one{q.message("nacked-1", "{}")};
+    // The broker applies a new policy to the queue asynchronously: wait until it refuses.
+    REQUIRE(eventually([&] { return pub.publish(one, 1s)[0].status == publish_status::nacked; }, 20s, 100ms));
+    const auto opened = pub.connections_opened();
+    auto refused = pub.publish(one, 1500ms);
+    CHECK(refused[0].status == publish_status::nacked);
+    CHECK(pub.connections_opened() >= opened + 2);  // published again on new channels meanwhile
+
+    // The queue takes messages again while a publish is being refused: it ends confirmed.
+    std::thread lift([&] {
+        std::this_thread::sleep_for(1s);
+        txp::testing::rabbit_api_call("DELETE", "/policies/" + vh + "/" + policy);
+    });
+    auto later = pub.publish(one, 20s);
+    lift.join();
+    CHECK(later[0].status == publish_status::confirmed);
+    CHECK(admin(options("amqp_test.nacked.depth")).queue_depth(q.name) == 1);
+}
+
+TEST_CASE("with a list of broker URLs, a node that does not answer is passed over", "[amqp][integration]") {
+    // TXP_AMQP_URL names every node of a cluster; the first here has nothing listening (a node
+    // that is down). The publisher, the consumer and the admin connect to the next one at once
+    // instead of retrying the first with backoff until their time runs out.
+    scratch_queue q("nodes");
+    auto with_dead_first = [](const std::string& name) {
+        connection_options o = options(name);
+        o.set_endpoints("amqp://guest:guest@127.0.0.1:1/dead," + txp::testing::amqp_url());
+        o.backoff_initial = 2s;  // a retry of the dead node would cost the test its time
+        o.backoff_max = 2s;
+        REQUIRE(o.node_count() == 2);
+        return o;
+    };
+    publisher pub(with_dead_first("amqp_test.nodes.pub"), q.topo);
+    std::vector<outgoing> one{q.message("nodes-1", "{}")};
+    CHECK(pub.publish(one, 1500ms)[0].status == publish_status::confirmed);
+    consumer con(with_dead_first("amqp_test.nodes.con"), q.topo, q.name, 10);
+    auto d = con.next(1500ms);
+    REQUIRE(d.has_value());
+    CHECK(d->props.message_id == "nodes-1");
+    CHECK(con.ack(*d));
+    CHECK(broker_reachable(with_dead_first("amqp_test.nodes.ready"), q.name));
 }

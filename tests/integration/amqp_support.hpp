@@ -17,7 +17,7 @@ using clock = std::chrono::steady_clock;
 
 inline txp::amqp::connection_options options(const std::string& name) {
     txp::amqp::connection_options o;
-    o.ep = txp::amqp::endpoint::parse(txp::testing::amqp_url());
+    o.set_endpoints(txp::testing::amqp_url());
     o.connection_name = name;
     o.heartbeat = std::chrono::seconds(10);
     o.backoff_initial = 50ms;

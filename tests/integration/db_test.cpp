@@ -8,6 +8,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +122,8 @@ TEST_CASE("failures are classified as transient or permanent", "[db]") {
     CHECK(db::classify_sqlstate("08006") == db::failure_kind::transient);
     CHECK(db::classify_sqlstate("23505") == db::failure_kind::permanent);
     CHECK(db::classify_sqlstate("22003") == db::failure_kind::permanent);
+    // A write on a server that became a standby (the old primary after a failover).
+    CHECK(db::classify_sqlstate("25006") == db::failure_kind::transient);
 
     // Nobody listening: a transient failure when connecting.
     db::pool_options bad;
@@ -155,4 +159,75 @@ TEST_CASE("connections name themselves in pg_stat_activity, also on a URL with p
         pqxx::nontransaction n(c);
         CHECK(n.exec("SELECT current_setting('application_name')")[0][0].as<std::string>() == "txp-test-named");
     }
+}
+
+TEST_CASE("a pooled connection whose server went away is replaced, with its session set up again", "[db]") {
+    // What a failover does to a pool: every connection to the old primary breaks. The pool must
+    // open a new connection (with on_connect's settings; libpqxx 6 would otherwise reconnect by
+    // itself without them), and the transaction that failed on the broken one is run again.
+    db::pool_options o;
+    o.url = testing::admin_database_url();
+    o.size = 1;
+    o.on_connect = [](pqxx::connection& c) {
+        pqxx::nontransaction n(c);
+        n.exec("SET statement_timeout = '12345ms'");
+    };
+    db::pool pool(o);
+    int first_pid = 0;
+    db::with_transaction(pool, [&](pqxx::work& w) { first_pid = w.exec("SELECT pg_backend_pid()")[0][0].as<int>(); });
+    {
+        pqxx::connection killer(testing::admin_database_url());
+        pqxx::nontransaction n(killer);
+        REQUIRE(n.exec_params("SELECT pg_terminate_backend($1)", first_pid)[0][0].as<bool>());
+        // Until the backend has gone, the pooled connection could still answer.
+        for (int i = 0; i < 100; ++i) {
+            if (n.exec_params("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", first_pid)[0][0].as<int>() == 0) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+    int runs = 0, pid = 0;
+    std::string timeout;
+    db::with_transaction(pool, [&](pqxx::work& w) {
+        ++runs;
+        auto r = w.exec("SELECT pg_backend_pid(), current_setting('statement_timeout')");
+        pid = r[0][0].as<int>();
+        timeout = r[0][1].as<std::string>();
+    });
+    CHECK(runs >= 1);
+    CHECK(pid != first_pid);
+    CHECK(timeout == "12345ms");
+}
+
+TEST_CASE("a write refused by a server that is a standby now is retried on a new connection", "[db]") {
+    // After a failover the old primary may come back as a standby: a connection to it answers
+    // writes with 25006 (read_only_sql_transaction). That is transient (the new primary takes
+    // them), and the connection is not reused: each attempt gets a new one. A session that is
+    // read-only by default stands in for the standby.
+    db::pool_options o;
+    o.url = testing::admin_database_url();
+    o.size = 1;
+    o.on_connect = [](pqxx::connection& c) {
+        pqxx::nontransaction n(c);
+        n.exec("SET default_transaction_read_only = on");
+    };
+    db::pool pool(o);
+    std::set<int> pids;
+    int runs = 0;
+    const std::string table = "ro_" + testing::unique_suffix();
+    try {
+        db::with_transaction(
+            pool,
+            [&](pqxx::work& w) {
+                ++runs;
+                pids.insert(w.exec("SELECT pg_backend_pid()")[0][0].as<int>());
+                w.exec("CREATE TABLE " + w.quote_name(table) + " (i int)");
+            },
+            db::retry_options{.attempts = 3, .first_backoff = std::chrono::milliseconds(1)});
+        FAIL("a read-only session wrote");
+    } catch (const db::db_error& e) {
+        CHECK(e.kind() == db::failure_kind::transient);
+        CHECK(e.sqlstate() == "25006");
+    }
+    CHECK(runs == 3);
+    CHECK(pids.size() == 3);
 }

@@ -99,7 +99,7 @@ notifier_fixture::~notifier_fixture() {
 
 amqp::connection_options notifier_fixture::amqp_options() const {
     amqp::connection_options o;
-    o.ep = amqp::endpoint::parse(amqp_url());
+    o.set_endpoints(amqp_url());
     o.connection_name = "notifier-tests";
     return o;
 }

@@ -28,7 +28,7 @@ ledger_fixture::ledger_fixture() {
 
 amqp::connection_options ledger_fixture::amqp_options() const {
     amqp::connection_options o;
-    o.ep = amqp::endpoint::parse(amqp_url());
+    o.set_endpoints(amqp_url());
     o.connection_name = "ledger-tests";
     return o;
 }

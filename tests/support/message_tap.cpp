@@ -13,7 +13,7 @@ namespace {
 
 amqp::connection_options tap_options() {
     amqp::connection_options o;
-    o.ep = amqp::endpoint::parse(amqp_url());
+    o.set_endpoints(amqp_url());
     o.connection_name = "test message tap";
     return o;
 }

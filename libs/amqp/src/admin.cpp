@@ -9,9 +9,19 @@ struct admin::impl {
     connection_options opts;
     std::unique_ptr<detail::connection> conn;
 
+    std::size_t node = 0;
+
+    // Connects to the node that answered last, else to the next ones in turn (each once).
     detail::connection& get() {
         if (conn && conn->broken()) conn.reset();
-        if (!conn) conn = std::make_unique<detail::connection>(opts);
+        for (std::size_t tried = 0; !conn; ++tried) {
+            try {
+                conn = std::make_unique<detail::connection>(opts, node);
+            } catch (const detail::broker_error&) {
+                node = (node + 1) % opts.node_count();
+                if (tried + 1 >= opts.node_count()) throw;
+            }
+        }
         return *conn;
     }
 

@@ -15,7 +15,7 @@ struct consumer::impl {
     std::string queue;
     std::uint16_t prefetch;
     std::unique_ptr<detail::connection> conn;
-    detail::backoff retry;
+    detail::node_rotation nodes;
     detail::clock::time_point next_attempt{};
     std::uint64_t generation = 0;
     // Delivery tags of this connection not acked or nacked yet (see ack_all).
@@ -26,13 +26,14 @@ struct consumer::impl {
 
     impl(connection_options o, topology t, std::string q, std::uint16_t p)
         : opts(std::move(o)), topo(std::move(t)), queue(std::move(q)), prefetch(p),
-          retry(opts.backoff_initial, opts.backoff_max) {}
+          nodes(opts) {}
 
     void drop(const std::string& why) {
         log::warn("amqp consumer lost its connection",
-                  {{"endpoint", opts.ep.describe()}, {"queue", queue}, {"error", why}});
+                  {{"endpoint", opts.node(nodes.current()).describe()}, {"queue", queue}, {"error", why}});
         if (conn) conn->mark_broken();
         conn.reset();
+        nodes.lost();
         next_attempt = detail::clock::now();  // the first reconnect is immediate
     }
 
@@ -43,7 +44,7 @@ struct consumer::impl {
             }
             if (detail::clock::now() >= deadline) return false;
             try {
-                auto c = std::make_unique<detail::connection>(opts);
+                auto c = std::make_unique<detail::connection>(opts, nodes.current());
                 c->declare(topo);
                 amqp_basic_qos(c->state(), c->channel(), 0, prefetch, 0);
                 c->check_last_rpc("basic.qos");
@@ -55,16 +56,18 @@ struct consumer::impl {
                 conn = std::move(c);
                 ++generation;
                 unsettled.clear();  // the old connection's deliveries went back to the queue
-                retry.reset();
-                log::info("amqp consumer subscribed", {{"endpoint", opts.ep.describe()},
+                nodes.connected();
+                log::info("amqp consumer subscribed", {{"endpoint", opts.node(nodes.current()).describe()},
                                                        {"queue", queue},
                                                        {"prefetch", static_cast<std::int64_t>(prefetch)},
                                                        {"generation", generation}});
             } catch (const detail::broker_error& e) {
-                auto delay = retry.next_delay();
+                const auto& tried = opts.node(nodes.current());
+                auto delay = nodes.failed();
                 next_attempt = detail::clock::now() + delay;
                 log::warn("amqp consumer cannot connect, retrying",
-                          {{"endpoint", opts.ep.describe()},
+                          {{"endpoint", tried.describe()},
+                           {"next", opts.node(nodes.current()).describe()},
                            {"queue", queue},
                            {"error", e.what()},
                            {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});

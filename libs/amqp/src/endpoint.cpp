@@ -94,6 +94,27 @@ endpoint endpoint::parse(std::string_view url) {
     return ep;
 }
 
+std::vector<endpoint> parse_endpoints(std::string_view urls) {
+    std::vector<endpoint> out;
+    while (true) {
+        auto comma = urls.find(',');
+        std::string_view one = urls.substr(0, comma);
+        while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+        while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+        if (one.empty()) throw std::invalid_argument("AMQP URL list: an empty entry (URLs are separated by single commas)");
+        out.push_back(endpoint::parse(one));
+        if (comma == std::string_view::npos) break;
+        urls.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
+void connection_options::set_endpoints(std::string_view urls) {
+    auto all = parse_endpoints(urls);
+    ep = all.front();
+    others.assign(all.begin() + 1, all.end());
+}
+
 std::string endpoint::describe() const { return host + ":" + std::to_string(port) + "/" + vhost; }
 
 }  // namespace txp::amqp

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <optional>
 
@@ -36,7 +37,7 @@ struct publisher::impl {
     connection_options opts;
     topology topo;
     std::unique_ptr<detail::connection> conn;
-    detail::backoff retry;
+    detail::node_rotation nodes;
     detail::clock::time_point next_attempt{};
     std::string last_error;
     // Confirm sequence number of the next publish on this channel. It runs on across
@@ -46,7 +47,7 @@ struct publisher::impl {
     std::uint64_t opened = 0;
 
     impl(connection_options o, topology t)
-        : opts(std::move(o)), topo(std::move(t)), retry(opts.backoff_initial, opts.backoff_max) {}
+        : opts(std::move(o)), topo(std::move(t)), nodes(opts) {}
 
     // One batch in progress.
     struct batch {
@@ -56,6 +57,9 @@ struct publisher::impl {
         std::size_t remaining = 0;
         std::deque<std::size_t> to_send;
         std::map<std::uint64_t, std::size_t> in_flight;  // confirm sequence number -> index
+        std::vector<char> nacked;           // refused at least once (published again meanwhile)
+        std::vector<std::size_t> refused;   // nacked since the channel was last restarted
+        std::chrono::milliseconds nack_delay{100};
 
         void finish(std::size_t i, publish_status s, std::string detail = {}) {
             if (done[i]) return;
@@ -72,22 +76,24 @@ struct publisher::impl {
             }
             if (detail::clock::now() >= deadline) return false;
             try {
-                auto c = std::make_unique<detail::connection>(opts);
+                auto c = std::make_unique<detail::connection>(opts, nodes.current());
                 c->declare(topo);
                 amqp_confirm_select(c->state(), c->channel());
                 c->check_last_rpc("confirm.select");
                 conn = std::move(c);
                 last_write = detail::clock::now();
                 ++opened;
-                retry.reset();
+                nodes.connected();
                 log::info("amqp publisher connected",
-                          {{"endpoint", opts.ep.describe()}, {"connection_name", opts.connection_name}});
+                          {{"endpoint", opts.node(nodes.current()).describe()}, {"connection_name", opts.connection_name}});
             } catch (const detail::broker_error& e) {
                 last_error = e.what();
-                auto delay = retry.next_delay();
+                const auto& tried = opts.node(nodes.current());
+                auto delay = nodes.failed();
                 next_attempt = detail::clock::now() + delay;
                 log::warn("amqp publisher cannot connect, retrying",
-                          {{"endpoint", opts.ep.describe()},
+                          {{"endpoint", tried.describe()},
+                           {"next", opts.node(nodes.current()).describe()},
                            {"error", e.what()},
                            {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
             }
@@ -98,18 +104,21 @@ struct publisher::impl {
     void drop_connection(batch& b, const detail::broker_error& e) {
         last_error = e.what();
         log::warn("amqp publisher lost its channel",
-                  {{"endpoint", opts.ep.describe()},
+                  {{"endpoint", opts.node(nodes.current()).describe()},
                    {"error", e.what()},
                    {"unconfirmed", static_cast<std::uint64_t>(b.in_flight.size())}});
         if (conn) conn->mark_broken();
         conn.reset();
+        nodes.lost();
         next_attempt = detail::clock::now();  // the first reconnect is immediate
-        // Whatever was not confirmed goes out again, in its original order.
-        std::vector<std::size_t> again;
+        // Whatever was not confirmed (or was refused) goes out again, in its original order.
+        std::vector<std::size_t> again = std::move(b.refused);
+        b.refused.clear();
         for (const auto& [seq, i] : b.in_flight) {
             if (!b.done[i]) again.push_back(i);
         }
         b.in_flight.clear();
+        std::sort(again.begin(), again.end());
         b.to_send.insert(b.to_send.begin(), again.begin(), again.end());
     }
 
@@ -130,6 +139,38 @@ struct publisher::impl {
         for (std::size_t i : b.to_send) {
             if (b.msgs[i].exchange == exchange) b.finish(i, publish_status::failed, text);
         }
+    }
+
+    // A nack is the broker refusing a message on this channel: a queue that is full
+    // (reject-publish) or unavailable, or, with quorum queues, a channel opened during a
+    // leader election (RabbitMQ 3.10): it kept sending to the queue's old leader, and every
+    // later publish on it was nacked while a new channel's were confirmed. The refused
+    // messages go out again on a new channel after a short pause, until the deadline; a
+    // message still refused then is reported nacked.
+    void refuse(batch& b, std::uint64_t tag, bool multiple) {
+        auto first = multiple ? b.in_flight.begin() : b.in_flight.find(tag);
+        auto last = multiple ? b.in_flight.upper_bound(tag) : (first == b.in_flight.end() ? first : std::next(first));
+        for (auto it = first; it != last; ++it) {
+            b.nacked[it->second] = 1;
+            b.refused.push_back(it->second);
+        }
+        b.in_flight.erase(first, last);
+    }
+
+    void restart_channel(batch& b) {
+        log::warn("amqp publisher got nacks; publishing them again on a new channel",
+                  {{"endpoint", opts.node(nodes.current()).describe()},
+                   {"refused", static_cast<std::uint64_t>(b.refused.size())},
+                   {"retry_in_ms", static_cast<std::int64_t>(b.nack_delay.count())}});
+        conn.reset();  // closes the channel and the connection politely
+        std::vector<std::size_t> again = std::move(b.refused);
+        b.refused.clear();
+        for (const auto& [seq, i] : b.in_flight) again.push_back(i);  // unconfirmed on the old channel
+        b.in_flight.clear();
+        std::sort(again.begin(), again.end());
+        b.to_send.insert(b.to_send.begin(), again.begin(), again.end());
+        next_attempt = detail::clock::now() + b.nack_delay;
+        b.nack_delay = std::min(b.nack_delay * 2, std::chrono::milliseconds(2000));
     }
 
     void settle(batch& b, std::uint64_t tag, bool multiple, publish_status s) {
@@ -186,7 +227,7 @@ struct publisher::impl {
             }
             case AMQP_BASIC_NACK_METHOD: {
                 const auto* m = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
-                settle(b, m->delivery_tag, m->multiple != 0, publish_status::nacked);
+                refuse(b, m->delivery_tag, m->multiple != 0);
                 break;
             }
             case AMQP_BASIC_RETURN_METHOD: {
@@ -234,6 +275,7 @@ struct publisher::impl {
         b.msgs = msgs;
         b.results.assign(msgs.size(), publish_result{publish_status::failed, "not published"});
         b.done.assign(msgs.size(), 0);
+        b.nacked.assign(msgs.size(), 0);
         b.remaining = msgs.size();
         for (std::size_t i = 0; i < msgs.size(); ++i) b.to_send.push_back(i);
 
@@ -265,6 +307,7 @@ struct publisher::impl {
                 auto left = detail::ms_until(deadline);
                 if (left.count() <= 0) break;
                 if (read_frame(b, std::min(left, std::chrono::milliseconds(200)))) drain_buffered(b);
+                if (!b.refused.empty()) restart_channel(b);
             } catch (const detail::broker_error& e) {
                 fail_missing_exchange(b, e);
                 drop_connection(b, e);
@@ -273,6 +316,10 @@ struct publisher::impl {
 
         for (std::size_t i = 0; i < msgs.size(); ++i) {
             if (b.done[i]) continue;
+            if (b.nacked[i]) {
+                b.results[i] = {publish_status::nacked, "refused by the broker until the timeout"};
+                continue;
+            }
             b.results[i] = {publish_status::failed,
                             conn ? "no confirm before the timeout"
                                  : "no confirm before the timeout; connection down: " + last_error};
@@ -295,9 +342,10 @@ struct publisher::impl {
         } catch (const detail::broker_error& e) {
             last_error = e.what();
             log::info("amqp publisher found its idle connection closed; the next publish reconnects",
-                      {{"endpoint", opts.ep.describe()}, {"error", e.what()}});
+                      {{"endpoint", opts.node(nodes.current()).describe()}, {"error", e.what()}});
             conn->mark_broken();
             conn.reset();
+            nodes.lost();
             next_attempt = now;
         }
     }

@@ -1,7 +1,9 @@
 // The txp broker topology and its export in RabbitMQ's definitions format.
+#include <stdexcept>
 #include <string>
 
 #include "txp/amqp/topology.hpp"
+#include "txp/common/config.hpp"
 
 namespace txp::amqp {
 namespace {
@@ -89,6 +91,18 @@ std::string topology::to_definitions_json() const {
             sep();
             args += "        \"x-message-ttl\": " + std::to_string(*q.message_ttl_ms);
         }
+        if (q.type == queue_type::quorum) {
+            sep();
+            args += "        \"x-queue-type\": \"quorum\"";
+            if (q.delivery_limit) {
+                sep();
+                args += "        \"x-delivery-limit\": " + std::to_string(*q.delivery_limit);
+            }
+            if (q.dead_letter_at_least_once) {
+                sep();
+                args += "        \"x-dead-letter-strategy\": \"at-least-once\",\n        \"x-overflow\": \"reject-publish\"";
+            }
+        }
         o += args;
         o += args.empty() ? "}\n    }" : "\n      }\n    }";
         return o;
@@ -157,28 +171,66 @@ void add_exchange_once(topology& t, const std::string& name, const std::string& 
 }  // namespace
 
 void add_work_queue(topology& t, const std::string& queue, const std::string& exchange,
-                    const std::vector<std::string>& routing_keys, const std::vector<retry_tier>& tiers) {
+                    const std::vector<std::string>& routing_keys, const std::vector<retry_tier>& tiers,
+                    queue_type type) {
     add_exchange_once(t, retry_exchange, "direct");
     add_exchange_once(t, error_exchange, "direct");
+    const bool quorum = type == queue_type::quorum;
 
-    t.queues.push_back(queue_decl{.name = queue});
+    queue_decl main{.name = queue, .type = type};
+    if (quorum) {
+        // A message its consumers keep failing to settle (a crash on it, every time) is parked
+        // by the broker; the worker's own retry and error routing (x-attempts) handles every
+        // failure it sees. At-least-once: the error queue must have it before it is removed.
+        main.dead_letter_exchange = error_exchange;
+        main.dead_letter_routing_key = queue;
+        main.delivery_limit = main_queue_delivery_limit;
+        main.dead_letter_at_least_once = true;
+    }
+    t.queues.push_back(std::move(main));
     for (const auto& key : routing_keys) t.bindings.push_back({exchange, queue, key});
     for (const auto& tier : tiers) {
         std::string name = retry_queue_name(queue, tier);
         // Dead-letter through the default exchange: straight back to this queue only, even
-        // when the queue is fed by a topic exchange that would fan a re-publish out.
+        // when the queue is fed by a topic exchange that would fan a re-publish out. A quorum
+        // retry queue hands an expired message on at-least-once: it stays in the tier until
+        // the main queue confirmed it (classic queues dead-letter at-most-once: a message
+        // expiring while its main queue is unavailable is dropped).
         t.queues.push_back(queue_decl{.name = name,
                                       .message_ttl_ms = tier.delay.count(),
                                       .dead_letter_exchange = std::string(),
-                                      .dead_letter_routing_key = queue});
+                                      .dead_letter_routing_key = queue,
+                                      .type = type,
+                                      .dead_letter_at_least_once = quorum});
         t.bindings.push_back({retry_exchange, name, name});
     }
     std::string error_queue = error_queue_name(queue);
-    t.queues.push_back(queue_decl{.name = error_queue});
+    t.queues.push_back(queue_decl{.name = error_queue, .type = type});
     t.bindings.push_back({error_exchange, error_queue, queue});
 }
 
-topology txp_topology() {
+const char* to_string(queue_type t) { return t == queue_type::quorum ? "quorum" : "classic"; }
+
+queue_type parse_queue_type(std::string_view text) {
+    if (text == "classic") return queue_type::classic;
+    if (text == "quorum") return queue_type::quorum;
+    throw std::invalid_argument("queue type must be classic or quorum");
+}
+
+queue_type queue_type_from_env() {
+    auto v = config::get("TXP_QUEUE_TYPE");
+    if (!v) return default_queue_type;
+    try {
+        return parse_queue_type(*v);
+    } catch (const std::invalid_argument&) {
+        throw config::config_error("configuration: TXP_QUEUE_TYPE must be classic or quorum (got \"" +
+                                  (v->size() > 24 ? v->substr(0, 8) + "..." : *v) + "\")");
+    }
+}
+
+topology txp_topology() { return txp_topology(queue_type_from_env()); }
+
+topology txp_topology(queue_type type) {
     topology t;
     t.exchanges = {
         {commands_exchange, "direct", true},
@@ -186,9 +238,13 @@ topology txp_topology() {
         {error_exchange, "direct", true},
         {events_exchange, "topic", true},
     };
-    add_work_queue(t, "ledger.transactions", commands_exchange, {"ledger.transaction"});
-    add_work_queue(t, "plaid.sync", commands_exchange, {"plaid.sync"});
-    add_work_queue(t, "notifier.events", events_exchange, {"tx.*", "plaid.*", "notify.*"});
+    const auto tiers = default_retry_tiers();
+    add_work_queue(t, "ledger.transactions", commands_exchange, {"ledger.transaction"}, tiers, type);
+    add_work_queue(t, "plaid.sync", commands_exchange, {"plaid.sync"}, tiers, type);
+    add_work_queue(t, "notifier.events", events_exchange, {"tx.*", "plaid.*", "notify.*"}, tiers, type);
+    // Quorum queues have no lazy mode or versions (their log is on disk already): the policy
+    // would only stand in the way of one that applies to them.
+    if (type == queue_type::quorum) return t;
     // Lazy classic queues keep messages on disk rather than in the queue process's memory: a
     // backlog (workers stopped, a burst) costs no memory, and the broker does not spend its
     // CPU garbage-collecting a large queue heap (measured: the ledger drain with 200,000

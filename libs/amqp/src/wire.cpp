@@ -161,18 +161,19 @@ void connection::write_frames(const std::string& frames, clock::time_point deadl
     }
 }
 
-connection::connection(const connection_options& opts) {
+connection::connection(const connection_options& opts, std::size_t node) {
     ignore_sigpipe_once();
+    const endpoint& ep = opts.node(node);
     state_ = amqp_new_connection();
     if (state_ == nullptr) throw broker_error(error_kind::connection, 0, "amqp_new_connection failed");
     try {
         amqp_socket_t* socket = amqp_tcp_socket_new(state_);
         if (socket == nullptr) throw broker_error(error_kind::connection, 0, "amqp_tcp_socket_new failed");
         struct timeval connect_timeout = to_timeval(std::chrono::seconds(5));
-        int rc = amqp_socket_open_noblock(socket, opts.ep.host.c_str(), opts.ep.port, &connect_timeout);
+        int rc = amqp_socket_open_noblock(socket, ep.host.c_str(), ep.port, &connect_timeout);
         if (rc != AMQP_STATUS_OK) {
             throw broker_error(error_kind::connection, 0,
-                               std::string("cannot connect to ") + opts.ep.describe() + ": " + amqp_error_string2(rc));
+                               std::string("cannot connect to ") + ep.describe() + ": " + amqp_error_string2(rc));
         }
         // Bounds the handshake and every synchronous method, so that a stalled broker
         // cannot hang a close or a declare forever.
@@ -201,16 +202,16 @@ connection::connection(const connection_options& opts) {
         }
         amqp_table_t client_properties{n, entries};
         amqp_rpc_reply_t login =
-            amqp_login_with_properties(state_, opts.ep.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
+            amqp_login_with_properties(state_, ep.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
                                        static_cast<int>(opts.heartbeat.count()), &client_properties,
-                                       AMQP_SASL_METHOD_PLAIN, opts.ep.user.c_str(), opts.ep.password.c_str());
+                                       AMQP_SASL_METHOD_PLAIN, ep.user.c_str(), ep.password.c_str());
         if (login.reply_type != AMQP_RESPONSE_NORMAL) {
             // A refused login is a connection error too: the broker closes the socket.
             try {
                 check(login, "login");
             } catch (const broker_error& e) {
                 throw broker_error(error_kind::connection, e.reply_code(),
-                                   std::string("login to ") + opts.ep.describe() + " as " + opts.ep.user +
+                                   std::string("login to ") + ep.describe() + " as " + ep.user +
                                        " failed: " + e.what());
             }
         }
@@ -296,26 +297,32 @@ void connection::declare(const topology& t) {
         check_last_rpc(("exchange.declare " + e.name).c_str());
     }
     for (const auto& q : t.queues) {
-        amqp_table_entry_t args[3];
+        // The queue's arguments, pointing into `q` (which outlives the declare).
+        amqp_table_entry_t args[7];
         int n = 0;
-        if (q.message_ttl_ms) {
-            args[n].key = amqp_cstring_bytes("x-message-ttl");
+        auto text_arg = [&](const char* key, amqp_bytes_t value) {
+            args[n].key = amqp_cstring_bytes(key);
+            args[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            args[n].value.value.bytes = value;
+            ++n;
+        };
+        auto int_arg = [&](const char* key, std::int64_t value) {
+            args[n].key = amqp_cstring_bytes(key);
             args[n].value.kind = AMQP_FIELD_KIND_I64;
-            args[n].value.value.i64 = *q.message_ttl_ms;
+            args[n].value.value.i64 = value;
             ++n;
+        };
+        if (q.type == queue_type::quorum) {
+            text_arg("x-queue-type", amqp_cstring_bytes("quorum"));
+            if (q.delivery_limit) int_arg("x-delivery-limit", *q.delivery_limit);
+            if (q.dead_letter_at_least_once) {
+                text_arg("x-dead-letter-strategy", amqp_cstring_bytes("at-least-once"));
+                text_arg("x-overflow", amqp_cstring_bytes("reject-publish"));
+            }
         }
-        if (q.dead_letter_exchange) {
-            args[n].key = amqp_cstring_bytes("x-dead-letter-exchange");
-            args[n].value.kind = AMQP_FIELD_KIND_UTF8;
-            args[n].value.value.bytes = bytes_of(*q.dead_letter_exchange);
-            ++n;
-        }
-        if (q.dead_letter_routing_key) {
-            args[n].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-            args[n].value.kind = AMQP_FIELD_KIND_UTF8;
-            args[n].value.value.bytes = bytes_of(*q.dead_letter_routing_key);
-            ++n;
-        }
+        if (q.message_ttl_ms) int_arg("x-message-ttl", *q.message_ttl_ms);
+        if (q.dead_letter_exchange) text_arg("x-dead-letter-exchange", bytes_of(*q.dead_letter_exchange));
+        if (q.dead_letter_routing_key) text_arg("x-dead-letter-routing-key", bytes_of(*q.dead_letter_routing_key));
         amqp_table_t table{n, args};
         amqp_queue_declare(state_, channel_, bytes_of(q.name), 0, q.durable ? 1 : 0, q.exclusive ? 1 : 0,
                            q.auto_delete ? 1 : 0, table);
@@ -420,6 +427,25 @@ std::chrono::milliseconds backoff::next_delay() {
     auto d = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(current_.count()) * jitter(rng_)));
     current_ = std::min(current_ * 2, max_);
     return d;
+}
+
+node_rotation::node_rotation(const connection_options& opts)
+    : count_(opts.node_count()), retry_(opts.backoff_initial, opts.backoff_max) {}
+
+std::chrono::milliseconds node_rotation::failed() {
+    node_ = (node_ + 1) % count_;
+    if (++failed_in_row_ % count_ != 0) return std::chrono::milliseconds(0);
+    return retry_.next_delay();
+}
+
+void node_rotation::lost() {
+    node_ = (node_ + 1) % count_;
+    failed_in_row_ = 0;
+}
+
+void node_rotation::connected() {
+    failed_in_row_ = 0;
+    retry_.reset();
 }
 
 }  // namespace txp::amqp::detail

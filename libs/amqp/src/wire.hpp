@@ -39,7 +39,8 @@ amqp_bytes_t bytes_of(const std::string& s);
 // Owns an amqp_connection_state_t with channel 1 open.
 class connection {
 public:
-    explicit connection(const connection_options& opts);  // throws broker_error
+    // Connects to opts.node(node). Throws broker_error.
+    explicit connection(const connection_options& opts, std::size_t node = 0);
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -102,6 +103,27 @@ private:
     std::chrono::milliseconds max_;
     std::chrono::milliseconds current_;
     std::mt19937_64 rng_;
+};
+
+// Which node of a cluster to connect to next, and when: after a failed attempt the next node
+// is tried at once, and the backoff applies only once every node failed in a row (with one
+// node, after each failure, as before). A lost connection moves on to the next node too: the
+// node it was on may be the one going away.
+class node_rotation {
+public:
+    explicit node_rotation(const connection_options& opts);
+    std::size_t current() const { return node_; }
+    // After a failed attempt on current(): moves to the next node; the delay before trying it.
+    std::chrono::milliseconds failed();
+    // After a connection was lost: the next node, at once.
+    void lost();
+    void connected();
+
+private:
+    std::size_t count_;
+    std::size_t node_ = 0;
+    std::size_t failed_in_row_ = 0;
+    backoff retry_;
 };
 
 struct timeval to_timeval(std::chrono::milliseconds d);

@@ -11,7 +11,8 @@ namespace txp::db {
 
 failure_kind classify_sqlstate(const std::string& s) {
     if (s == "40001" || s == "40P01" || s == "55P03" || s == "57P01" || s == "57P02" || s == "57P03" ||
-        s == "57014" /* query_canceled (statement timeout) */) {
+        s == "57014" /* query_canceled (statement timeout) */ ||
+        s == "25006" /* read_only_sql_transaction: a server that was primary is a standby now */) {
         return failure_kind::transient;
     }
     if (s.size() == 5 && (s.compare(0, 2, "08") == 0 || s.compare(0, 2, "53") == 0 || s.compare(0, 2, "58") == 0)) {
@@ -43,6 +44,14 @@ std::string sqlstate_of(const std::exception& e) {
     if (dynamic_cast<const pqxx::undefined_table*>(&e)) return "42P01";
     if (dynamic_cast<const pqxx::syntax_error*>(&e)) return "42601";
     return "";
+}
+
+bool connection_unusable(const std::exception& e) {
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) || dynamic_cast<const pqxx::in_doubt_error*>(&e)) return true;
+    auto s = sqlstate_of(e);
+    // The server is shutting down or is a standby now (after a failover the old primary comes
+    // back as one): another server of a multi-host URL takes the writes.
+    return s == "25006" || s == "57P01" || s == "57P02" || s == "57P03";
 }
 
 failure_kind classify(const std::exception& e) {
@@ -138,6 +147,13 @@ std::string connection_url(const std::string& url, const std::string& applicatio
 std::unique_ptr<pqxx::connection> pool::connect() {
     try {
         auto c = std::make_unique<pqxx::connection>(connection_url(opts_.url, opts_.application_name));
+        // libpqxx 6 would reconnect a broken connection by itself on its next use, without
+        // on_connect's session settings, and to whichever server the URL finds then: a broken
+        // connection is dropped instead and the pool opens a new one (see lease::use).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // deprecated in 6.4, the feature it turns off with it
+        c->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
         if (opts_.on_connect) opts_.on_connect(*c);
         return c;
     } catch (const pqxx::broken_connection& e) {

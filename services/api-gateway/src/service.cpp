@@ -116,7 +116,7 @@ void service::start() {
         log::error("ledger.accept_transaction is missing: run the ledger migrations (ledger-worker migrate); "
                    "money routes fail and /readyz reports not ready until then");
     }
-    s.amqp_opts.ep = amqp::endpoint::parse(s.opts.amqp_url);
+    s.amqp_opts.set_endpoints(s.opts.amqp_url);
     s.amqp_opts.connection_name = "api-gateway " + log::replica();
 
     outbox::relay_options ro;

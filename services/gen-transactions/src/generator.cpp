@@ -143,7 +143,7 @@ double percentile(std::vector<double> v, double p) {
 
 void publish_poison(const options& o, summary& s) {
     amqp::connection_options co;
-    co.ep = amqp::endpoint::parse(o.amqp_url);
+    co.set_endpoints(o.amqp_url);
     co.connection_name = "gen_transactions poison";
     amqp::publisher pub(co, amqp::txp_topology());
     std::vector<amqp::outgoing> msgs;

@@ -46,7 +46,7 @@ int run_worker() {
     auto address = config::get_string("TXP_HTTP_ADDRESS", "127.0.0.1");
     auto port = static_cast<std::uint16_t>(config::get_int("TXP_HTTP_PORT", 9101, 0, 65535));
     ledger::worker_options wo;
-    wo.amqp.ep = amqp::endpoint::parse(amqp_url);
+    wo.amqp.set_endpoints(amqp_url);
     wo.amqp.connection_name = "ledger-worker " + log::replica();
     wo.batch_size = static_cast<std::size_t>(config::get_int("TXP_BATCH_SIZE", 100, 1, 1000));
     wo.prefetch = static_cast<std::uint16_t>(config::get_int("TXP_PREFETCH", 300, 1, 10000));
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
         }
         if (cmd == "recover") {
             amqp::connection_options ao;
-            ao.ep = amqp::endpoint::parse(config::require_url("TXP_AMQP_URL", "amqp,amqps"));
+            ao.set_endpoints(config::require_url("TXP_AMQP_URL", "amqp,amqps"));
             ao.connection_name = "ledger-worker recover";
             db::pool pool(pool_options(1));
             ledger::recovery rec(recovery_options(ao), pool, log::replica());

@@ -59,7 +59,7 @@ int run() {
     auto address = config::get_string("TXP_HTTP_ADDRESS", "127.0.0.1");
     auto port = static_cast<std::uint16_t>(config::get_int("TXP_HTTP_PORT", 9104, 0, 65535));
     notifier::consumer_options co;
-    co.amqp.ep = amqp::endpoint::parse(amqp_url);
+    co.amqp.set_endpoints(amqp_url);
     co.amqp.connection_name = "notifier " + log::replica();
     co.batch_size = static_cast<std::size_t>(config::get_int("TXP_BATCH_SIZE", 500, 1, 5000));
     co.prefetch = static_cast<std::uint16_t>(config::get_int("TXP_PREFETCH", 1000, 1, 10000));

@@ -31,7 +31,7 @@ int run() {
     auto plaid_opts = plaid::client_options::from_env();
     auto cipher = plaid::token_cipher::from_env();
     plaid_sync::service_options so;
-    so.amqp.ep = amqp::endpoint::parse(amqp_url);
+    so.amqp.set_endpoints(amqp_url);
     so.database_url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
     so.consumers = static_cast<int>(config::get_int("TXP_SYNC_CONSUMERS", 2, 1, 64));
     so.sync_interval = config::get_duration("TXP_PLAID_SYNC_INTERVAL", std::chrono::minutes(15));

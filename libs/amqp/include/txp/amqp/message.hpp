@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace txp::amqp {
 
@@ -27,12 +28,27 @@ struct endpoint {
     std::string describe() const;
 };
 
+// A comma-separated list of amqp:// URLs, one per node of a cluster ("amqp://u:p@h1:5672/v,
+// amqp://u:p@h2:5672/v"); a single URL is a list of one. Each is parsed as endpoint::parse
+// does; an empty entry is an error.
+std::vector<endpoint> parse_endpoints(std::string_view urls);
+
 struct connection_options {
-    endpoint ep;
+    endpoint ep;  // the node connected to first
+    // The cluster's other nodes. After a connection to one node fails or is lost, the
+    // publisher and the consumer connect to the next in turn (ep, others..., ep, ...), and
+    // back off only once every node has failed in a row.
+    std::vector<endpoint> others;
     std::chrono::seconds heartbeat{10};
     std::string connection_name;  // client property connection_name, shown in the console
     std::chrono::milliseconds backoff_initial{100};
     std::chrono::milliseconds backoff_max{10000};
+
+    // ep and others from a list for parse_endpoints (TXP_AMQP_URL).
+    void set_endpoints(std::string_view urls);
+    // The i-th node in turn: ep for 0, then others, wrapping around.
+    const endpoint& node(std::size_t i) const { return i % (others.size() + 1) == 0 ? ep : others[i % (others.size() + 1) - 1]; }
+    std::size_t node_count() const { return others.size() + 1; }
 };
 
 using header_value = std::variant<std::string, std::int64_t, bool>;

@@ -19,9 +19,14 @@ namespace txp::db {
 enum class failure_kind { transient, permanent };
 
 // Transient: serialization failure, deadlock, lock timeout, lost or refused connection,
-// server shutting down, out of resources, commit outcome unknown. Everything else: permanent.
+// server shutting down, out of resources, commit outcome unknown, a write on a server that is
+// a standby (after a failover). Everything else: permanent.
 failure_kind classify(const std::exception& e);
 failure_kind classify_sqlstate(const std::string& sqlstate);
+
+// True when the connection that raised `e` must not be used again: lost, its commit in
+// doubt, its server shutting down, or its server a standby now (read-only).
+bool connection_unusable(const std::exception& e);
 
 // An error after the helper gave up; kind() says whether retrying later may succeed.
 class db_error : public std::runtime_error {
@@ -64,17 +69,15 @@ public:
     pqxx::connection* operator->() { return conn_.get(); }
     // Marks the connection unusable (it is closed instead of returned).
     void discard() { discard_ = true; }
-    // Runs fn(connection). A lost connection or a commit in doubt marks the connection
-    // unusable before the exception goes on, so it is never handed out again.
+    // Runs fn(connection). A connection that must not be used again (connection_unusable: lost,
+    // commit in doubt, server shutting down or now a standby) is marked so before the
+    // exception goes on, so it is never handed out again.
     template <typename F>
     decltype(auto) use(F&& fn) {
         try {
             return fn(*conn_);
-        } catch (const pqxx::broken_connection&) {
-            discard_ = true;
-            throw;
-        } catch (const pqxx::in_doubt_error&) {
-            discard_ = true;
+        } catch (const std::exception& e) {
+            if (connection_unusable(e)) discard_ = true;
             throw;
         }
     }
