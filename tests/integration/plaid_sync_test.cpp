@@ -421,6 +421,48 @@ TEST_CASE("the scheduler queues each active item once per interval across replic
     CHECK(job->reason == "schedule");
 }
 
+TEST_CASE("a sync job the broker lost is found from the database and run, once", "[plaid][sync][recovery]") {
+    plaid_fixture f;
+    auto item = f.link(7001, "user_good");
+    auto recovery_jobs = [&] {
+        return std::stoll(f.db_scalar("SELECT count(*) FROM plaid.outbox WHERE routing_key = 'plaid.sync' "
+                                      "AND body::jsonb->>'reason' = 'recovery' AND body::jsonb->>'item_id' = $1",
+                                      item.item_id));
+    };
+    // The link job was published and then lost (a purged queue, a lost broker disk).
+    db::with_transaction(f.plaid_pool(), [&](pqxx::work& w) {
+        w.exec_params("UPDATE plaid.outbox SET sent_at = now() WHERE sent_at IS NULL AND body::jsonb->>'item_id' = $1", item.item_id);
+    });
+    CHECK(f.db_scalar("SELECT (sync_wanted_at IS NOT NULL AND sync_attempted_at IS NULL)::text FROM plaid.items WHERE item_id = $1",
+                      item.item_id) == "true");
+    // Not yet overdue: nothing is queued again.
+    outbox::outbox box("plaid.outbox", "plaid_outbox");
+    plaid_sync::recover_lost_syncs(f.plaid_pool(), box, std::chrono::hours(1));
+    CHECK(recovery_jobs() == 0);
+
+    auto proc = f.start_sync("recovery", {{"TXP_SYNC_RECOVERY_AFTER", "1s"}});
+    REQUIRE(plaid_fixture::eventually([&] { return synced(f, item.item_id); }));
+    CHECK(f.db_transactions(item.item_id) == f.emulator_transactions(item.item_id));
+    CHECK(recovery_jobs() == 1);
+    CHECK(proc->log().find("its job was lost") != std::string::npos);
+    // Attempted since it was wanted: not lost, however overdue.
+    plaid_sync::recover_lost_syncs(f.plaid_pool(), box, std::chrono::milliseconds(0));
+    CHECK(recovery_jobs() == 1);
+
+    // A sync that was attempted and failed is the retry tiers' business, not the recovery's:
+    // while a manual sync keeps failing with 500s, it is not queued again.
+    f.emulator().control("POST", "/emulator/faults", R"({"type":"server_error","endpoint":"/transactions/sync","count":0})");
+    auto failures = f.requests("/transactions/sync", 500);
+    auto before = last_sync_at(f, item.item_id);
+    request_sync(f, item.item_id);
+    REQUIRE(plaid_fixture::eventually([&] { return f.requests("/transactions/sync", 500) > failures; }));
+    plaid_sync::recover_lost_syncs(f.plaid_pool(), box, std::chrono::milliseconds(0));
+    CHECK(recovery_jobs() == 1);
+    f.emulator().control("DELETE", "/emulator/faults");
+    REQUIRE(plaid_fixture::eventually([&] { return last_sync_at(f, item.item_id) != before; }));
+    CHECK(proc->terminate() == 0);
+}
+
 TEST_CASE("the gateway role reads plaid's tables and calls its functions, and writes nothing else", "[plaid][privileges]") {
     plaid_fixture f;
     const std::int64_t owner = 800'000 + static_cast<std::int64_t>(std::stoull(testing::unique_suffix().substr(0, 6), nullptr, 16) % 100'000);

@@ -4,7 +4,7 @@
 //   plaid-sync migrate    apply the plaid schema's migrations and exit
 // Configuration (environment): TXP_DATABASE_URL, TXP_AMQP_URL, TXP_PLAID_BASE_URL or
 // TXP_PLAID_ENV, TXP_PLAID_CLIENT_ID, TXP_PLAID_SECRET, TXP_PLAID_TOKEN_KEY (base64 of 32
-// bytes), TXP_PLAID_SYNC_INTERVAL (15m), TXP_SYNC_CONSUMERS (2), TXP_PLAID_PAGE_SIZE (500),
+// bytes), TXP_PLAID_SYNC_INTERVAL (15m), TXP_SYNC_RECOVERY_AFTER (60s), TXP_SYNC_CONSUMERS (2), TXP_PLAID_PAGE_SIZE (500),
 // TXP_HTTP_ADDRESS/TXP_HTTP_PORT (ops endpoints, 9103), TXP_MIGRATE (true).
 #include "sync_service.hpp"
 
@@ -35,6 +35,7 @@ int run() {
     so.database_url = config::require_url("TXP_DATABASE_URL", "postgresql,postgres");
     so.consumers = static_cast<int>(config::get_int("TXP_SYNC_CONSUMERS", 2, 1, 64));
     so.sync_interval = config::get_duration("TXP_PLAID_SYNC_INTERVAL", std::chrono::minutes(15));
+    so.recovery_after = config::get_duration("TXP_SYNC_RECOVERY_AFTER", std::chrono::seconds(60));
     so.sync.page_size = static_cast<int>(config::get_int("TXP_PLAID_PAGE_SIZE", 500, 1, 500));
     so.replica = log::replica();
     auto address = config::get_string("TXP_HTTP_ADDRESS", "127.0.0.1");

@@ -96,6 +96,11 @@ enqueue_fn enqueue_into(const outbox::outbox& box) {
     return [&box](pqxx::work& w, const amqp::outgoing& m) { box.enqueue(w, m); };
 }
 
+void queue_sync(pqxx::work& w, const enqueue_fn& enqueue, const sync_job& job, const std::string& correlation_id) {
+    w.exec_params("SELECT plaid.want_sync($1)", job.item_id);
+    enqueue(w, sync_message(job, correlation_id));
+}
+
 bool set_item_status(pqxx::work& w, const enqueue_fn& enqueue, const std::string& item_id, const std::string& status,
                      const std::optional<std::string>& error_code, const std::string& event,
                      const std::optional<std::string>& error_type, const std::optional<std::string>& display_message,

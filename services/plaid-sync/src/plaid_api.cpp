@@ -183,7 +183,7 @@ item_view exchange_public_token(api_context& ctx, std::int64_t owner_id, const s
         e.accounts = static_cast<std::int64_t>(accounts.accounts.size());
         e.status = "active";
         ctx.enqueue(w, event_message(e, correlation_id));
-        ctx.enqueue(w, sync_message({ex.item_id, "link", std::nullopt}, correlation_id));
+        queue_sync(w, ctx.enqueue, {ex.item_id, "link", std::nullopt}, correlation_id);
     });
     log::info("bank item linked", {{"item_id", ex.item_id}, {"owner_id", owner_id}, {"accounts", accounts.accounts.size()}});
     auto items = list_items(ctx.pool, owner_id);
@@ -311,7 +311,7 @@ void request_sync(api_context& ctx, std::int64_t owner_id, const std::string& it
         if (r[0][0].as<std::string>() == "login_required") {
             throw request_error(409, "item_login_required", "the bank needs the user to log in again before it can sync");
         }
-        ctx.enqueue(w, sync_message({item_id, "manual", std::nullopt}, correlation_id));
+        queue_sync(w, ctx.enqueue, {item_id, "manual", std::nullopt}, correlation_id);
     });
 }
 
@@ -397,7 +397,7 @@ webhook_outcome handle_webhook(api_context& ctx, std::string_view raw_body, cons
         if (type == "TRANSACTIONS") {
             // SYNC_UPDATES_AVAILABLE and the legacy codes alike: just sync (never act on counts).
             if (!syncable(status)) return;
-            ctx.enqueue(w, sync_message({*item_id, "webhook", code}, correlation_id));
+            queue_sync(w, ctx.enqueue, {*item_id, "webhook", code}, correlation_id);
             out.action = "sync_queued";
         } else if (type == "ITEM") {
             bool changed = false;
@@ -408,7 +408,7 @@ webhook_outcome handle_webhook(api_context& ctx, std::string_view raw_body, cons
             } else if (code == "LOGIN_REPAIRED") {
                 changed = set_item_status(w, ctx.enqueue, *item_id, "active", std::nullopt, "plaid.login_repaired", std::nullopt,
                                           std::nullopt, correlation_id);
-                ctx.enqueue(w, sync_message({*item_id, "webhook", code}, correlation_id));
+                queue_sync(w, ctx.enqueue, {*item_id, "webhook", code}, correlation_id);
             } else if (code == "PENDING_EXPIRATION" || code == "PENDING_DISCONNECT") {
                 // Still syncing; the user is told to re-authenticate soon.
                 if (status == "active") {
@@ -419,7 +419,7 @@ webhook_outcome handle_webhook(api_context& ctx, std::string_view raw_body, cons
                 changed = set_item_status(w, ctx.enqueue, *item_id, "revoked", err_code.value_or(code), "plaid.item_status", err_type,
                                           display, correlation_id);
             } else if (code == "NEW_ACCOUNTS_AVAILABLE") {
-                ctx.enqueue(w, sync_message({*item_id, "webhook", code}, correlation_id));
+                queue_sync(w, ctx.enqueue, {*item_id, "webhook", code}, correlation_id);
                 out.action = "sync_queued";
                 return;
             } else {

@@ -30,7 +30,7 @@ inline constexpr const char* sync_queue = "plaid.sync";
 
 struct sync_job {
     std::string item_id;
-    std::string reason;  // webhook, manual, link, schedule
+    std::string reason;  // webhook, manual, link, schedule, recovery
     std::optional<std::string> webhook_code;
     std::string to_json() const;
 };
@@ -58,6 +58,10 @@ amqp::outgoing event_message(const plaid_event& e, const std::string& correlatio
 // plaid-sync, the gateway's own for its routes).
 using enqueue_fn = std::function<void(pqxx::work&, const amqp::outgoing&)>;
 enqueue_fn enqueue_into(const outbox::outbox& box);
+
+// Queues a sync job in the DB transaction and marks the item as wanting a sync, so that the
+// recovery finds the job again if its message is lost (plaid migration 0004).
+void queue_sync(pqxx::work& w, const enqueue_fn& enqueue, const sync_job& job, const std::string& correlation_id);
 
 // ---- the syncer ------------------------------------------------------------------------------
 

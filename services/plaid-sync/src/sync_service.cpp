@@ -101,22 +101,63 @@ std::size_t schedule_syncs(db::pool& pool, const outbox::outbox& box, std::chron
         if (!due[0][0].as<bool>()) return;
         w.exec("INSERT INTO plaid.scheduler_state (name, last_run_at) VALUES ('sync', now()) "
                "ON CONFLICT (name) DO UPDATE SET last_run_at = now()");
-        auto r = w.exec("INSERT INTO " + box.table() +
+        auto r = w.exec("WITH due AS (UPDATE plaid.items SET sync_wanted_at = now() "
+                        "  WHERE status IN ('active', 'pending_expiration', 'pending_disconnect') RETURNING item_id) "
+                        "INSERT INTO " + box.table() +
                         " (message_id, exchange, routing_key, body, type, correlation_id) "
                         "SELECT gen_random_uuid(), 'txp.commands', 'plaid.sync', "
                         "jsonb_build_object('item_id', item_id, 'reason', 'schedule', 'requested_at', "
                         "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text, "
                         "'plaid.sync.v1', 'schedule-' || to_char(now(), 'YYYYMMDDHH24MISS') "
-                        "FROM plaid.items WHERE status IN ('active', 'pending_expiration', 'pending_disconnect')");
+                        "FROM due");
         n = r.affected_rows();
         w.exec("SELECT pg_notify('" + box.channel() + "', '')");
     });
     return n;
 }
 
+std::size_t recover_lost_syncs(db::pool& pool, const outbox::outbox& box, std::chrono::milliseconds after) {
+    struct lost {
+        std::string item_id, wanted_at;
+    };
+    std::vector<lost> found;
+    db::with_transaction(pool, [&](pqxx::work& w) {
+        found.clear();
+        // One replica at a time, as the scheduler.
+        if (!w.exec("SELECT pg_try_advisory_xact_lock(hashtextextended('plaid.recovery', 0))")[0][0].as<bool>()) return;
+        // Wanted well before now and never attempted since: the job's message was lost. The
+        // mark moves to now, so a job queued again and lost again is found again only after
+        // another `after`.
+        auto r = w.exec_params(
+            "WITH lost AS (SELECT item_id, sync_wanted_at FROM plaid.items "
+            "  WHERE sync_wanted_at < now() - $1 * interval '1 millisecond' "
+            "    AND (sync_attempted_at IS NULL OR sync_attempted_at < sync_wanted_at) "
+            "    AND status IN ('active', 'pending_expiration', 'pending_disconnect') "
+            "  ORDER BY sync_wanted_at LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+            "UPDATE plaid.items i SET sync_wanted_at = now() FROM lost WHERE i.item_id = lost.item_id "
+            "RETURNING i.item_id, to_char(lost.sync_wanted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+            static_cast<std::int64_t>(after.count()));
+        for (const auto& row : r) {
+            found.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+            box.enqueue(w, sync_message({found.back().item_id, "recovery", std::nullopt}, "recovery-" + ids::uuid_v4()));
+        }
+    });
+    for (const auto& l : found) {
+        log::warn("a sync was wanted but never started (its job was lost): queued it again",
+                  {{"item_id", l.item_id}, {"wanted_at", l.wanted_at}, {"reason", "sync_job_lost"}});
+    }
+    if (!found.empty()) {
+        metrics::global()
+            .get_counter("txp_plaid_recovered_total", "Sync jobs queued again by the recovery (lost messages)", {{"kind", "sync_job_lost"}})
+            .inc(found.size());
+    }
+    return found.size();
+}
+
 void service::schedule(const std::function<bool()>& stop) {
-    // Check often (cheap), act once per interval.
-    auto tick = std::min<std::chrono::milliseconds>(opts_.sync_interval / 4, std::chrono::seconds(30));
+    // Check often (cheap), act once per interval; the recovery looks at least twice per
+    // recovery_after.
+    auto tick = std::min<std::chrono::milliseconds>({opts_.sync_interval / 4, opts_.recovery_after / 2, std::chrono::seconds(30)});
     if (tick < std::chrono::milliseconds(100)) tick = std::chrono::milliseconds(100);
     while (!stop()) {
         try {
@@ -125,6 +166,11 @@ void service::schedule(const std::function<bool()>& stop) {
             }
         } catch (const std::exception& e) {
             log::warn("scheduler step failed", {{"error", e.what()}});
+        }
+        try {
+            recover_lost_syncs(pool_, outbox_, opts_.recovery_after);
+        } catch (const std::exception& e) {
+            log::warn("sync recovery step failed", {{"error", e.what()}});
         }
         auto until = std::chrono::steady_clock::now() + tick;
         while (!stop() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -18,6 +18,8 @@ struct service_options {
     std::string database_url;  // the outbox relay's own connection
     int consumers = 2;
     std::chrono::milliseconds sync_interval{15 * 60 * 1000};
+    // A sync wanted this long ago and never attempted is queued again (recover_lost_syncs).
+    std::chrono::milliseconds recovery_after{60 * 1000};
     sync_options sync;
     std::string outbox_table = "plaid.outbox";
     std::string outbox_channel = "plaid_outbox";
@@ -49,5 +51,10 @@ private:
 // One scheduler step: when no replica has done it within `interval`, queues a sync job for
 // every active item (through the outbox) and returns how many; otherwise 0.
 std::size_t schedule_syncs(db::pool& pool, const outbox::outbox& box, std::chrono::milliseconds interval);
+
+// One recovery step (one replica at a time): queues again, with reason "recovery", the sync
+// of every item that wanted one more than `after` ago and has not attempted one since (its
+// job's message was lost); logs each and returns how many.
+std::size_t recover_lost_syncs(db::pool& pool, const outbox::outbox& box, std::chrono::milliseconds after);
 
 }  // namespace txp::plaid_sync

@@ -93,7 +93,7 @@ sync_result syncer::sync_item(const std::string& item_id, const std::string& rea
                 db::with_transaction(pool_, [&](pqxx::work& w) {
                     row.reset();
                     auto res = w.exec_params(
-                        "UPDATE plaid.items SET sync_requested = false WHERE item_id = $1 "
+                        "UPDATE plaid.items SET sync_requested = false, sync_attempted_at = now() WHERE item_id = $1 "
                         "RETURNING owner_id, status, cursor, access_token_enc",
                         item_id);
                     if (res.empty()) return;
