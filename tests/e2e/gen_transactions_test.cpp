@@ -2,6 +2,7 @@
 // broker and database): every accepted transaction reaches a final state, the summary
 // agrees with the database, the non-existent wallet is refused and counted, and poison
 // messages land in the error queue with a reason and change nothing else.
+#include "demo_seed.hpp"
 #include "gateway_fixture.hpp"
 
 #include "txp/common/json.hpp"
@@ -15,17 +16,7 @@ using namespace txp;
 
 TEST_CASE("gen_transactions: accepted transactions all end final and the summary matches the ledger", "[e2e][gen]") {
     testing::ledger_fixture f;
-    f.purge_queues();
-    ledger::seed_demo(f.ledger_pool(), 100'000);
-    {
-        testing::child_process seed(TXP_API_GATEWAY_BIN, {"seed-demo"},
-                                    {{"TXP_DATABASE_URL", testing::database_url("gateway")},
-                                     {"TXP_AMQP_URL", testing::amqp_url()}},
-                                    std::string(TXP_TEST_LOG_DIR) + "/gateway-seed.log");
-        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (seed.running() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        REQUIRE(seed.terminate() == 0);
-    }
+    testing::seed_demo_users(f);
     auto w1 = f.start_worker("gen-1");
     auto w2 = f.start_worker("gen-2");
     auto gw = testing::start_gateway("gen", {{"TXP_RATE_LIMIT_RPS", "0"}});

@@ -184,7 +184,7 @@ mkdir -p "$TXP_ROOT/.run"
   recovery "$t_rabbit" "RabbitMQ node killed"
   recovery "$t_pg" "PostgreSQL primary killed"
   echo "PostgreSQL: new primary ${new_primary:-none} (Patroni) $(printf '%.1f' "$pg_promoted") s after the kill"
-  echo "== $accepted accepted by the client, $in_db in the database, all final; refused during the faults: $(jq -c '.refused' "$work/gen.json")"
+  echo "== $accepted accepted by the client, $in_db in the database, all final; during the faults (sent again with the same Idempotency-Key): $(jq -c '{unavailable, transport_errors, resent, refused}' "$work/gen.json")"
 } | tee "$TXP_ROOT/.run/ha-failover-last.txt"
 
 if [ "$failures" -eq 0 ]; then

@@ -13,7 +13,9 @@ namespace txp::testing {
 
 gateway_process start_gateway(const std::string& name, std::map<std::string, std::string> extra) {
     gateway_process g;
-    g.port = static_cast<std::uint16_t>(free_port());
+    // A given TXP_HTTP_PORT (a gateway started again where clients expect it), else a free one.
+    auto given = extra.find("TXP_HTTP_PORT");
+    g.port = static_cast<std::uint16_t>(given != extra.end() ? std::stoi(given->second) : free_port());
     g.base = "http://127.0.0.1:" + std::to_string(g.port);
     std::map<std::string, std::string> env{
         {"TXP_DATABASE_URL", database_url("gateway")},

@@ -25,8 +25,9 @@ struct gateway_process {
     std::string base;  // http://127.0.0.1:<port>
 };
 
-// Starts an api-gateway with the test database and vhost (extra env overrides), waits until
-// /healthz answers; throws with the process log when it does not within 30 s.
+// Starts an api-gateway with the test database and vhost (extra env overrides; a TXP_HTTP_PORT
+// there is its port, else a free one), waits until /healthz answers; throws with the process
+// log when it does not within 30 s.
 gateway_process start_gateway(const std::string& name, std::map<std::string, std::string> extra = {});
 
 struct api_user {

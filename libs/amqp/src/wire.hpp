@@ -6,12 +6,12 @@
 
 #include <chrono>
 #include <cstdint>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "txp/amqp/message.hpp"
+#include "txp/common/backoff.hpp"
 #include "txp/amqp/topology.hpp"
 
 namespace txp::amqp::detail {
@@ -91,19 +91,7 @@ private:
 
 properties decode_properties(const amqp_basic_properties_t& p);
 
-// Exponential backoff with 0.5x-1.5x jitter.
-class backoff {
-public:
-    backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max);
-    std::chrono::milliseconds next_delay();  // jittered; doubles the base for the next time
-    void reset() { current_ = initial_; }
-
-private:
-    std::chrono::milliseconds initial_;
-    std::chrono::milliseconds max_;
-    std::chrono::milliseconds current_;
-    std::mt19937_64 rng_;
-};
+using txp::backoff;  // txp/common/backoff.hpp
 
 // Which node of a cluster to connect to next, and when: after a failed attempt the next node
 // is tried at once, and the backoff applies only once every node failed in a row (with one

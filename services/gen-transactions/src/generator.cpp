@@ -2,6 +2,7 @@
 #include "generator.hpp"
 
 #include "txp/amqp/amqp.hpp"
+#include "txp/common/backoff.hpp"
 #include "txp/common/ids.hpp"
 #include "txp/common/json.hpp"
 #include "txp/http/client.hpp"
@@ -14,6 +15,7 @@
 #include <deque>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <ctime>
 #include <mutex>
 #include <random>
@@ -198,8 +200,63 @@ summary run(const options& o) {
     const auto end_at = start + std::chrono::seconds(o.duration_s);
     bool tty = o.progress && ::isatty(STDERR_FILENO);
 
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> accepted_file(nullptr, &std::fclose);
+    if (!o.accepted_out.empty()) {
+        accepted_file.reset(std::fopen(o.accepted_out.c_str(), "w"));
+        if (!accepted_file) throw std::runtime_error("cannot write " + o.accepted_out);
+    }
+    std::FILE* const accepted_out = accepted_file.get();
+
+    // One transaction: sent until it has an answer other than 503, always the same request with
+    // the same Idempotency-Key, so that a request whose answer was lost (the gateway killed
+    // after its commit, a connection cut) is neither lost nor accepted twice: the gateway
+    // answers the retry with the original outcome. Between tries the thread pauses (backoff):
+    // with the gateway down a try fails at once, and without a pause the threads would spin.
+    auto post_one = [&](http::connection& conn, backoff& pause, const http::client_request& r, std::size_t user,
+                        const std::string& key) {
+        const auto first_sent = clock_type::now();
+        const auto give_up_at = first_sent + std::chrono::seconds(o.retry_for_s);
+        for (bool first = true;; first = false) {
+            std::optional<http::client_response> res;
+            try {
+                res = conn.fetch(r);
+            } catch (const std::exception&) {
+            }
+            const auto t1 = clock_type::now();
+            const bool answered = res && res->status != 503;
+            const bool give_up = !answered && t1 >= give_up_at;
+            {
+                std::lock_guard lk(mu);
+                if (!first) ++s.resent;
+                if (!answered) ++(res ? s.unavailable : s.transport_errors);
+                if (answered || give_up) ++s.attempted;
+                if (give_up) ++(res ? s.refused_by_status[res->status] : s.unanswered);
+                if (answered && (res->status == 202 || res->status == 200)) {
+                    auto doc = json::parse(res->body);
+                    auto id = json::optional_string(doc, "transaction_id");
+                    if (!id) id = json::optional_string(doc, "id");
+                    accepted.push_back({id.value_or(""), user});
+                    s.accept_ms.push_back(std::chrono::duration<double, std::milli>(t1 - first_sent).count());
+                    if (accepted_out != nullptr) {
+                        std::fprintf(accepted_out, "%s %s\n", id.value_or("").c_str(), key.c_str());
+                        std::fflush(accepted_out);
+                    }
+                } else if (answered) {
+                    ++s.refused_by_status[res->status];
+                }
+            }
+            if (answered) {
+                pause.reset();
+                return;
+            }
+            if (give_up) return;
+            std::this_thread::sleep_for(pause.next_delay());
+        }
+    };
+
     auto poster = [&] {
         http::connection conn(o.gateway);
+        backoff pause(std::chrono::milliseconds(o.backoff_initial_ms), std::chrono::milliseconds(o.backoff_max_ms));
         for (;;) {
             if (o.duration_s > 0 && clock_type::now() >= end_at) {
                 time_up = true;
@@ -216,31 +273,13 @@ summary run(const options& o) {
             w.start_object().kv("wallet_id", p.wallet).kv("type", p.type).kv("amount", p.amount).kv("currency", o.currency);
             if (p.to_wallet) w.kv("to_wallet_id", *p.to_wallet);
             w.kv("description", "gen_transactions #" + std::to_string(i)).end_object();
+            const auto key = ids::uuid_v4();
             http::client_request r;
             r.method = "POST";
             r.url = o.gateway + "/v1/transactions";
             r.body = w.str();
-            r.headers = {{"Authorization", "Bearer " + tokens[p.user]}, {"Idempotency-Key", ids::uuid_v4()}};
-            auto t0 = clock_type::now();
-            try {
-                auto res = conn.fetch(r);
-                auto t1 = clock_type::now();
-                std::lock_guard lk(mu);
-                ++s.attempted;
-                if (res.status == 202 || res.status == 200) {
-                    auto doc = json::parse(res.body);
-                    auto id = json::optional_string(doc, "transaction_id");
-                    if (!id) id = json::optional_string(doc, "id");
-                    accepted.push_back({id.value_or(""), p.user});
-                    s.accept_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-                } else {
-                    ++s.refused_by_status[res.status];
-                }
-            } catch (const std::exception&) {
-                std::lock_guard lk(mu);
-                ++s.attempted;
-                ++s.transport_errors;
-            }
+            r.headers = {{"Authorization", "Bearer " + tokens[p.user]}, {"Idempotency-Key", key}};
+            post_one(conn, pause, r, p.user, key);
             ++done;
         }
     };
@@ -285,6 +324,7 @@ summary run(const options& o) {
     }
     auto posted_at = clock_type::now();
     s.accepted = accepted.size();
+    accepted_file.reset();
 
     if (o.poison > 0) publish_poison(o, s);
 
@@ -404,6 +444,9 @@ std::string summary::to_json() const {
     for (auto& [st, n] : refused_by_status) w.kv(std::to_string(st), static_cast<std::int64_t>(n));
     w.end_object();
     w.kv("transport_errors", static_cast<std::int64_t>(transport_errors));
+    w.kv("unavailable", static_cast<std::int64_t>(unavailable));
+    w.kv("resent", static_cast<std::int64_t>(resent));
+    w.kv("unanswered", static_cast<std::int64_t>(unanswered));
     w.kv("completed", static_cast<std::int64_t>(completed));
     w.key("rejected").start_object();
     for (auto& [r, n] : rejected_by_reason) w.kv(r, static_cast<std::int64_t>(n));
@@ -438,7 +481,10 @@ std::string summary::to_text() const {
     line("  attempted            %llu\n", static_cast<unsigned long long>(attempted));
     line("  accepted (202)       %llu\n", static_cast<unsigned long long>(accepted));
     for (auto& [st, n] : refused_by_status) line("  refused by gateway   %llu (HTTP %u)\n", static_cast<unsigned long long>(n), st);
-    if (transport_errors) line("  transport errors     %llu\n", static_cast<unsigned long long>(transport_errors));
+    if (transport_errors) line("  transport errors     %llu (no answer; sent again)\n", static_cast<unsigned long long>(transport_errors));
+    if (unavailable) line("  unavailable (503)    %llu (sent again)\n", static_cast<unsigned long long>(unavailable));
+    if (resent) line("  resent               %llu (same request, same Idempotency-Key)\n", static_cast<unsigned long long>(resent));
+    if (unanswered) line("  UNANSWERED           %llu (given up without an answer: outcome unknown)\n", static_cast<unsigned long long>(unanswered));
     if (!outcome_ms.empty() || still_queued) {
         line("  completed            %llu\n", static_cast<unsigned long long>(completed));
         for (auto& [r, n] : rejected_by_reason) line("  rejected             %llu (%s)\n", static_cast<unsigned long long>(n), r.c_str());
@@ -487,6 +533,9 @@ options parse_args(int argc, char** argv) {
                      "  --wait-timeout S     give up waiting after S seconds (default 120)\n"
                      "  --poison K           also publish K malformed messages to the broker\n"
                      "  --amqp URL           broker for --poison (env TXP_AMQP_URL)\n"
+                     "  --accepted-out FILE  write \"<transaction id> <idempotency key>\" of every accepted transaction, one a line\n"
+                     "  --retry-for S        resend a request without an answer (or answered 503) for up to S s (default 120)\n"
+                     "  --backoff MIN,MAX    pause between resends, ms: from MIN doubling to MAX, jittered (default 10,1000)\n"
                      "  --json               print the summary as JSON on stdout\n"
                      "  --no-progress        no progress output\n"
                      "Exits 1 if an accepted transaction did not reach a final state (with --wait).\n");
@@ -559,7 +608,16 @@ options parse_args(int argc, char** argv) {
         else if (a == "--wait-timeout") o.wait_timeout_s = static_cast<std::uint32_t>(num(val()));
         else if (a == "--poison") o.poison = static_cast<std::uint64_t>(num(val()));
         else if (a == "--amqp") o.amqp_url = val();
-        else if (a == "--json") o.json = true;
+        else if (a == "--accepted-out") o.accepted_out = val();
+        else if (a == "--retry-for") o.retry_for_s = static_cast<std::uint32_t>(std::max<std::int64_t>(0, num(val())));
+        else if (a == "--backoff") {
+            auto parts = split(val());
+            if (parts.size() != 2) usage(2);
+            auto lo = num(parts[0]), hi = num(parts[1]);
+            if (lo < 1 || hi < lo) usage(2);
+            o.backoff_initial_ms = static_cast<std::uint32_t>(lo);
+            o.backoff_max_ms = static_cast<std::uint32_t>(hi);
+        } else if (a == "--json") o.json = true;
         else if (a == "--no-progress") o.progress = false;
         else if (!a.empty() && a[0] != '-' && !have_count) {
             o.count = static_cast<std::uint64_t>(num(a));

@@ -35,13 +35,26 @@ struct options {
     std::string amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
     bool json = false;
     bool progress = true;
+    // A request that met a transport error (no answer: the gateway down, the connection lost)
+    // or a 503 is sent again, the same request with the same Idempotency-Key, after a pause
+    // that grows from backoff_initial to backoff_max (with jitter) and starts over after an
+    // answer; after retry_for without an answer other than 503 it is given up.
+    std::uint32_t backoff_initial_ms = 10;
+    std::uint32_t backoff_max_ms = 1000;
+    std::uint32_t retry_for_s = 120;
+    // Every transaction the client saw accepted, one "<transaction id> <idempotency key>" per
+    // line, written as the answers arrive (empty: none).
+    std::string accepted_out;
 };
 
 struct summary {
-    std::uint64_t attempted = 0;
+    std::uint64_t attempted = 0;  // transactions (distinct idempotency keys), not HTTP requests
     std::uint64_t accepted = 0;
     std::map<unsigned, std::uint64_t> refused_by_status;  // HTTP status -> count
-    std::uint64_t transport_errors = 0;
+    std::uint64_t transport_errors = 0;  // attempts that got no HTTP answer
+    std::uint64_t unavailable = 0;       // attempts answered 503 (then sent again)
+    std::uint64_t resent = 0;            // requests sent again with the same key
+    std::uint64_t unanswered = 0;        // given up after retry_for without an answer: outcome unknown
     std::uint64_t completed = 0;
     std::map<std::string, std::uint64_t> rejected_by_reason;
     std::map<std::string, std::uint64_t> failed_by_reason;
